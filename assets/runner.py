@@ -1,0 +1,108 @@
+"""Materialize the whole asset graph in-process, partition by partition, in dependency order.
+
+This is what ``curamix run`` does: the same Definitions the UI shows, executed as a series of runs
+recorded in a persistent Dagster instance (``DAGSTER_HOME``, or ``<data_root>/dagster_home``), so
+that ``curamix ui`` afterwards shows every run and materialization.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import dagster as dg
+
+from assets.definitions import build_definitions
+from pipeline.spec import DATA_ROOT_ENV, load_spec
+
+
+def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None) -> Path:
+    """DAGSTER_HOME if set, else a folder under the spec's data root (created on first use)."""
+    if os.environ.get("DAGSTER_HOME"):
+        return Path(os.environ["DAGSTER_HOME"])
+    if data_root:
+        os.environ.setdefault(DATA_ROOT_ENV, data_root)
+    home = load_spec(spec_path).data_root / "dagster_home"
+    home.mkdir(parents=True, exist_ok=True)
+    (home / "dagster.yaml").touch()
+    return home
+
+
+@dataclass(frozen=True)
+class Step:
+    asset_keys: tuple[dg.AssetKey, ...]
+    partition_key: str | None
+
+
+def plan(defs: dg.Definitions, instance: dg.DagsterInstance, selection: Sequence[str] | None = None) -> list[list[Step]]:
+    """Group the graph into levels; each level is a set of runs (one per partition key)."""
+    graph = defs.resolve_asset_graph()
+    keys = [k for k in graph.toposorted_asset_keys if graph.get(k).is_materializable]
+    if selection:
+        wanted = set(dg.AssetSelection.from_coercible(list(selection)).upstream().resolve(graph))
+        keys = [k for k in keys if k in wanted]
+    levels: list[tuple[object, list[dg.AssetKey]]] = []
+    for key in keys:
+        partitions = graph.get(key).partitions_def
+        parents = graph.get(key).parent_keys
+        # Start a new level when partitioning changes or a parent is in the current level with
+        # different partitioning (a run cannot mix partition keys).
+        if levels and levels[-1][0] == partitions and not (partitions is None and _has_partitioned_parent(graph, parents, levels[-1][1])):
+            levels[-1][1].append(key)
+        else:
+            levels.append((partitions, [key]))
+    steps: list[list[Step]] = []
+    for partitions, level_keys in levels:
+        if partitions is None:
+            steps.append([Step(tuple(level_keys), None)])
+        else:
+            pks = partitions.get_partition_keys(dynamic_partitions_store=instance)
+            steps.append([Step(tuple(level_keys), pk) for pk in pks])
+    return steps
+
+
+def _has_partitioned_parent(graph, parents, level_keys) -> bool:
+    return any(p in level_keys and graph.get(p).partitions_def is not None for p in parents)
+
+
+def run_all(
+    spec_path: str | os.PathLike,
+    *,
+    data_root: str | None = None,
+    selection: Sequence[str] | None = None,
+    instance: dg.DagsterInstance | None = None,
+    on_step: Callable[[Step, int, int], None] | None = None,
+) -> list[dg.ExecuteInProcessResult]:
+    """Materialize ``selection`` (default: everything) and what it depends on; raise on failure."""
+    defs = build_definitions(spec_path, data_root)
+    if instance is None:
+        instance = dg.DagsterInstance.from_config(str(dagster_home_for(spec_path, data_root)))
+    job = defs.resolve_implicit_global_asset_job_def()
+    results = []
+    levels = plan(defs, instance, selection)
+    total = sum(len(level) for level in levels)
+    done = 0
+    for level_index in range(len(levels)):
+        # Dynamic partitions appear while the graph runs: re-plan each level when reached.
+        level = plan(defs, instance, selection)[level_index]
+        for step in level:
+            if on_step:
+                on_step(step, done, total)
+            result = job.execute_in_process(
+                asset_selection=list(step.asset_keys),
+                partition_key=step.partition_key,
+                instance=instance,
+                raise_on_error=True,
+            )
+            failed = [
+                e.event_specific_data for e in result.all_events
+                if e.event_type_value == "ASSET_CHECK_EVALUATION" and not e.event_specific_data.passed
+            ]
+            if failed:
+                names = ", ".join(f"{f.asset_key.to_user_string()}:{f.check_name}" for f in failed)
+                raise RuntimeError(f"asset checks failed for {step}: {names}")
+            results.append(result)
+            done += 1
+    return results

@@ -1,0 +1,175 @@
+"""The declarative spec: one YAML file -> a typed, validated ``Spec``.
+
+Relative paths in the spec are relative to the spec file. Every validation error names the spec
+file and the key path, e.g. ``spec.yaml: sources[3].path: no file matches 'raw/*.jsonl'``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import glob
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from pipeline.config.curation import CurationConfig
+from pipeline.config.mixing import MixingConfig
+from pipeline.config.output import OutputConfig
+from pipeline.config.proxies import ProxiesConfig, TokenizerConfig
+from pipeline.config.pruning import PruningConfig
+from pipeline.config.staging import SourceConfig, SourceFormat, StagingConfig
+from pipeline.config.typed import ConfigError, build, to_plain
+
+DATA_ROOT_ENV = "CURAMIX_DATA_ROOT"
+
+
+class SpecError(ValueError):
+    """A spec that cannot be used; the message names the file and the key path."""
+
+
+@dataclass(frozen=True)
+class SpecBody:
+    """The YAML document as written (paths not yet resolved)."""
+
+    name: str
+    sources: list[SourceConfig]
+    seed: int = 0
+    data_root: str = "data"
+    staging: StagingConfig = field(default_factory=StagingConfig)
+    curation: CurationConfig = field(default_factory=CurationConfig)
+    pruning: PruningConfig = field(default_factory=PruningConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    proxies: ProxiesConfig = field(default_factory=ProxiesConfig)
+    mixing: MixingConfig = field(default_factory=MixingConfig)
+    output: OutputConfig = field(default_factory=OutputConfig)
+
+
+@dataclass(frozen=True)
+class Spec:
+    """A validated spec with resolved paths. Stage code reads its own section from here."""
+
+    path: Path
+    body: SpecBody
+    data_root: Path
+    source_files: dict[str, tuple[Path, ...]]
+
+    def __getattr__(self, name: str):
+        # Sections and scalar settings read straight through: spec.curation, spec.seed, ...
+        return getattr(self.body, name)
+
+    @property
+    def sources(self) -> list[SourceConfig]:
+        return self.body.sources
+
+    @property
+    def domains(self) -> list[str]:
+        """Domains in first-seen order of the sources."""
+        return list(dict.fromkeys(s.domain for s in self.body.sources))
+
+    def sources_for(self, domain: str) -> list[SourceConfig]:
+        return [s for s in self.body.sources if s.domain == domain]
+
+    def seed_for(self, stage: str) -> int:
+        """A 63-bit seed derived from the spec's seed and a stage name (stable across runs)."""
+        digest = hashlib.sha256(f"{self.body.seed}:{stage}".encode()).digest()
+        return int.from_bytes(digest[:8], "little") >> 1
+
+    @property
+    def spec_hash(self) -> str:
+        """sha256 of the canonical JSON of the validated spec (paths as written)."""
+        canonical = json.dumps(to_plain(self.body), sort_keys=True, separators=(",", ":"))
+        return hashlib.sha256(canonical.encode()).hexdigest()
+
+    def to_dict(self) -> dict:
+        return to_plain(self.body)
+
+
+def detect_format(path: Path) -> SourceFormat | None:
+    name = path.name.lower()
+    if path.is_dir() or name.endswith((".txt", ".md")):
+        return "text"
+    for suffix, fmt in ((".jsonl.gz", "jsonl.gz"), (".jsonl.zst", "jsonl.zst"), (".jsonl", "jsonl"),
+                        (".parquet", "parquet")):
+        if name.endswith(suffix):
+            return fmt  # type: ignore[return-value]
+    return None
+
+
+def _expand(base: Path, pattern: str) -> list[Path]:
+    full = Path(pattern) if os.path.isabs(pattern) else base / pattern
+    if glob.has_magic(str(full)):
+        return sorted(Path(p) for p in glob.glob(str(full), recursive=True))
+    return [full] if full.exists() else []
+
+
+def _resolve_source(base: Path, index: int, source: SourceConfig) -> tuple[Path, ...]:
+    where = f"sources[{index}].path"
+    matches = _expand(base, source.path)
+    if not matches:
+        raise ConfigError(where, f"no file matches {source.path!r}")
+    files: list[Path] = []
+    for match in matches:
+        if match.is_dir():
+            files.extend(sorted(p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md")))
+            continue
+        fmt = source.format or detect_format(match)
+        if fmt is None:
+            raise ConfigError(
+                where,
+                f"cannot tell the format of {match.name!r}: expected .jsonl, .jsonl.gz, .jsonl.zst, .parquet, "
+                ".txt/.md or a folder; set sources[{index}].format",
+            )
+        files.append(match)
+    if not files:
+        raise ConfigError(where, f"{source.path!r} holds no .txt or .md files")
+    return tuple(files)
+
+
+def spec_from_dict(data: dict, *, path: Path) -> Spec:
+    """Validate ``data`` as if read from ``path``; relative paths resolve against its folder."""
+    path = Path(path).resolve()
+    label = path.name
+    try:
+        if not isinstance(data, dict):
+            raise ConfigError("", "the spec must be a YAML mapping")
+        body: SpecBody = build(SpecBody, data)
+        if not body.sources:
+            raise ConfigError("sources", "at least one source is required")
+        seen: dict[str, int] = {}
+        for i, source in enumerate(body.sources):
+            if source.name in seen:
+                raise ConfigError(f"sources[{i}].name", f"{source.name!r} is already used by sources[{seen[source.name]}]")
+            seen[source.name] = i
+        files = {s.name: _resolve_source(path.parent, i, s) for i, s in enumerate(body.sources)}
+    except ConfigError as exc:
+        raise SpecError(f"{label}: {exc}") from None
+    root_text = os.environ.get(DATA_ROOT_ENV) or body.data_root
+    root = Path(root_text)
+    if not root.is_absolute():
+        root = (path.parent / root) if not os.environ.get(DATA_ROOT_ENV) else root.resolve()
+    return Spec(path=path, body=body, data_root=root.resolve(), source_files=files)
+
+
+def load_spec(path: str | os.PathLike) -> Spec:
+    """Read and validate a spec file. Raises ``SpecError`` naming the file and key path."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise SpecError(f"{path}: cannot read the spec: {exc.strerror or exc}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise SpecError(f"{path.name}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
+    return spec_from_dict(data, path=path)
+
+
+def replace_section(spec: Spec, **sections) -> Spec:
+    """A copy of ``spec`` with some sections replaced (used by launchpad overrides and tests)."""
+    return dataclasses.replace(spec, body=dataclasses.replace(spec.body, **sections))

@@ -1,0 +1,283 @@
+"""Staging: raw source files -> the canonical document table, one domain at a time.
+
+Streams every file (never a whole file in memory), writes one Parquet part per input file, and
+records every rejected row with its reason. Per source, ``rows_read == rows_kept + rows_rejected``;
+a whole-file problem either raises (policy "fail") or moves that file's rows into the rejects
+(policy "quarantine").
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from pipeline.config.staging import SourceConfig, StagingConfig
+from pipeline.readers import BadFileError, RawRow, read_source_file
+from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
+from pipeline.spec import Spec
+from pipeline.store import DataRoot, write_json
+
+STAGE = "documents"
+log = logging.getLogger(__name__)
+
+PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=["domain", "source", "source_file", "stage", "reason"])
+
+
+class StagingError(RuntimeError):
+    """A whole-file problem under the "fail" policy; the message names the file."""
+
+
+@dataclass
+class SourceStats:
+    files: int = 0
+    rows_read: int = 0
+    rows_kept: int = 0
+    rows_rejected: int = 0
+    bytes_kept: int = 0
+    rejects_by_reason: dict[str, int] = field(default_factory=dict)
+    quarantined_files: list[dict] = field(default_factory=list)
+    file_sha256: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class DomainStats:
+    domain: str
+    sources: dict[str, SourceStats]
+
+    @property
+    def rows_read(self) -> int:
+        return sum(s.rows_read for s in self.sources.values())
+
+    @property
+    def rows_kept(self) -> int:
+        return sum(s.rows_kept for s in self.sources.values())
+
+    @property
+    def rows_rejected(self) -> int:
+        return sum(s.rows_rejected for s in self.sources.values())
+
+    @property
+    def bytes_kept(self) -> int:
+        return sum(s.bytes_kept for s in self.sources.values())
+
+    def rejects_by_reason(self) -> dict[str, int]:
+        total: Counter[str] = Counter()
+        for s in self.sources.values():
+            total.update(s.rejects_by_reason)
+        return dict(sorted(total.items()))
+
+    def to_dict(self) -> dict:
+        return {
+            "domain": self.domain,
+            "rows_read": self.rows_read,
+            "rows_kept": self.rows_kept,
+            "rows_rejected": self.rows_rejected,
+            "bytes_kept": self.bytes_kept,
+            "rejects_by_reason": self.rejects_by_reason(),
+            "sources": {name: asdict(s) for name, s in self.sources.items()},
+        }
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+class _RejectSink:
+    """Appends reject rows to one Parquet file in batches."""
+
+    def __init__(self, path: Path, batch_rows: int):
+        self.path = path
+        self.batch_rows = batch_rows
+        self.rows: list[dict] = []
+        self.writer: pq.ParquetWriter | None = None
+
+    def add(self, row: dict) -> None:
+        self.rows.append(row)
+        if len(self.rows) >= self.batch_rows:
+            self.flush()
+
+    def flush(self) -> None:
+        if not self.rows:
+            return
+        if self.writer is None:
+            self.writer = pq.ParquetWriter(self.path, REJECT_SCHEMA, **PARQUET_OPTIONS)
+        self.writer.write_table(pa.Table.from_pylist(self.rows, schema=REJECT_SCHEMA))
+        self.rows = []
+
+    def close(self) -> None:
+        self.flush()
+        if self.writer is None:  # always leave a (possibly empty) rejects file behind
+            pq.write_table(REJECT_SCHEMA.empty_table(), self.path, **PARQUET_OPTIONS)
+        else:
+            self.writer.close()
+
+
+def _documents_batch(domain: str, source: str, source_file: str, rows: list[tuple[int, str]]) -> pa.Table:
+    encoded = [text.encode("utf-8") for _, text in rows]
+    texts = pa.array([t for _, t in rows], pa.large_string())
+    n = len(rows)
+    return pa.Table.from_arrays(
+        [
+            pa.array([hashlib.blake2b(b, digest_size=16).hexdigest() for b in encoded], pa.string()),
+            pa.array([domain] * n, pa.string()),
+            pa.array([source] * n, pa.string()),
+            pa.array([source_file] * n, pa.string()),
+            pa.array([r for r, _ in rows], pa.int64()),
+            texts,
+            pa.array([len(b) for b in encoded], pa.int64()),
+            pa.array([len(t) for _, t in rows], pa.int64()),
+        ],
+        schema=DOCUMENT_SCHEMA,
+    )
+
+
+def _display_path(path: Path, base: Path) -> str:
+    try:
+        return os.path.relpath(path, base)
+    except ValueError:
+        return str(path)
+
+
+def stage_file(
+    source: SourceConfig,
+    path: Path,
+    *,
+    out_path: Path,
+    rejects: _RejectSink,
+    stats: SourceStats,
+    config: StagingConfig,
+    display: str,
+) -> None:
+    """Stage one input file into ``out_path``; per-row problems go to ``rejects``."""
+    writer: pq.ParquetWriter | None = None
+    pending: list[tuple[int, str]] = []
+    kept_here = 0
+    reasons: Counter[str] = Counter()
+
+    def reject(raw: RawRow, reason: str, detail: str | None, excerpt: str | None) -> None:
+        reasons[reason] += 1
+        rejects.add({
+            "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
+            "source_row": raw.row, "doc_id": None, "reason": reason, "detail": detail,
+            "duplicate_of": None, "excerpt": (excerpt or "")[: config.excerpt_chars],
+        })
+
+    def flush() -> None:
+        nonlocal writer
+        if not pending:
+            return
+        table = _documents_batch(source.domain, source.name, display, pending)
+        if writer is None:
+            writer = pq.ParquetWriter(out_path, DOCUMENT_SCHEMA, **PARQUET_OPTIONS)
+        writer.write_table(table, row_group_size=config.batch_rows)
+        stats.bytes_kept += int(pc.sum(table["n_bytes"]).as_py() or 0)
+        pending.clear()
+
+    rows_read = 0
+    try:
+        for raw in read_source_file(source, path, batch_rows=config.batch_rows):
+            rows_read += 1
+            if raw.text is None:
+                reject(raw, raw.reason or "unreadable_row", raw.detail, raw.raw)
+                continue
+            text = raw.text
+            if not text.strip():
+                reject(raw, "empty_text", "the text is empty or whitespace only", text)
+                continue
+            if len(text) * 4 > config.max_doc_bytes and len(text.encode("utf-8")) > config.max_doc_bytes:
+                reject(raw, "too_large", f"{len(text.encode('utf-8'))} bytes > max_doc_bytes {config.max_doc_bytes}", text)
+                continue
+            pending.append((raw.row, text))
+            kept_here += 1
+            if len(pending) >= config.batch_rows:
+                flush()
+        flush()
+    except BadFileError as exc:
+        if writer is not None:
+            writer.close()
+            writer = None
+        if config.on_bad_file == "fail":
+            out_path.unlink(missing_ok=True)
+            raise StagingError(
+                f"{exc.path}: {exc.reason}: {exc.detail}"
+                + (f" (after {exc.rows_read} lines)" if exc.rows_read else "")
+                + f" [source {source.name!r}; set staging.on_bad_file: quarantine to skip such files]"
+            ) from None
+        _quarantine(source, out_path, rejects, reasons, exc, display, config)
+        stats.quarantined_files.append(
+            {"file": display, "reason": exc.reason, "detail": exc.detail, "rows_read": rows_read}
+        )
+        kept_here = 0
+    finally:
+        if writer is not None:
+            writer.close()
+    stats.rows_read += rows_read
+    stats.rows_kept += kept_here
+    stats.rows_rejected += sum(reasons.values())
+    for reason, count in reasons.items():
+        stats.rejects_by_reason[reason] = stats.rejects_by_reason.get(reason, 0) + count
+
+
+def _quarantine(source, out_path, rejects, reasons, exc, display, config) -> None:
+    """Move the rows already staged from a bad file into the rejects, with the file's reason."""
+    if not out_path.exists():
+        return
+    detail = f"file quarantined: {exc.reason}: {exc.detail}"
+    table = pq.read_table(out_path, columns=["doc_id", "source_row", "text", "n_bytes"])
+    for batch in table.to_batches(max_chunksize=config.batch_rows):
+        for doc_id, row, text in zip(batch["doc_id"].to_pylist(), batch["source_row"].to_pylist(), batch["text"].to_pylist()):
+            reasons["quarantined_file"] += 1
+            rejects.add({
+                "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
+                "source_row": row, "doc_id": doc_id, "reason": "quarantined_file", "detail": detail,
+                "duplicate_of": None, "excerpt": text[: config.excerpt_chars],
+            })
+    out_path.unlink()
+
+
+def stage_domain(
+    spec: Spec,
+    domain: str,
+    *,
+    root: DataRoot | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> DomainStats:
+    """Stage every source of ``domain``; replaces ``<root>/documents/domain=<domain>`` atomically."""
+    root = root or DataRoot(spec.data_root)
+    sources = spec.sources_for(domain)
+    if not sources:
+        raise ValueError(f"domain {domain!r} has no source in {spec.path.name}")
+    config: StagingConfig = spec.staging
+    result = DomainStats(domain=domain, sources={})
+    with root.write_domain(STAGE, domain) as out:
+        (out / "data").mkdir()
+        rejects = _RejectSink(out / "rejects.parquet", config.batch_rows)
+        try:
+            for source in sources:
+                stats = result.sources.setdefault(source.name, SourceStats())
+                for index, path in enumerate(spec.source_files[source.name]):
+                    display = _display_path(path, spec.path.parent)
+                    if progress:
+                        progress(f"staging {domain}/{source.name}: {display}")
+                    stats.files += 1
+                    if path.exists():
+                        stats.file_sha256[display] = _sha256(path)
+                    stage_file(
+                        source, path, out_path=out / "data" / f"{source.name}-{index:05d}.parquet",
+                        rejects=rejects, stats=stats, config=config, display=display,
+                    )
+        finally:
+            rejects.close()
+        write_json(out / "stats.json", result.to_dict())
+    log.info("staged %s: %d kept, %d rejected", domain, result.rows_kept, result.rows_rejected)
+    return result

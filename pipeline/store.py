@@ -1,0 +1,85 @@
+"""Where stage outputs live under the data root, and how they are written safely.
+
+Layout: ``<root>/<stage>/domain=<domain>/`` holds one domain's output of a stage (``data/*.parquet``,
+``rejects.parquet``, ``stats.json``). A domain's folder is built under a temporary name and renamed
+into place, so a crash leaves either the previous complete output or none, never a half.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import polars as pl
+
+from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
+
+
+class DataRoot:
+    def __init__(self, root: str | os.PathLike):
+        self.root = Path(root)
+
+    def stage_dir(self, stage: str) -> Path:
+        return self.root / stage
+
+    def domain_dir(self, stage: str, domain: str) -> Path:
+        return self.stage_dir(stage) / f"domain={domain}"
+
+    def domains(self, stage: str) -> list[str]:
+        base = self.stage_dir(stage)
+        if not base.exists():
+            return []
+        return sorted(p.name.split("=", 1)[1] for p in base.glob("domain=*") if p.is_dir() and ".tmp-" not in p.name)
+
+    def data_files(self, stage: str, domains: list[str] | None = None) -> list[Path]:
+        domains = self.domains(stage) if domains is None else domains
+        return sorted(f for d in domains for f in (self.domain_dir(stage, d) / "data").glob("*.parquet"))
+
+    def scan(self, stage: str, domains: list[str] | None = None) -> pl.LazyFrame:
+        """All documents of a stage as one lazy frame (empty, with the canonical schema, if none)."""
+        files = self.data_files(stage, domains)
+        if not files:
+            return pl.LazyFrame(schema=pl.Schema(pl.from_arrow(DOCUMENT_SCHEMA.empty_table()).schema))
+        return pl.scan_parquet(files, hive_partitioning=False)
+
+    def scan_rejects(self, stage: str, domains: list[str] | None = None) -> pl.LazyFrame:
+        domains = self.domains(stage) if domains is None else domains
+        files = [p for d in domains if (p := self.domain_dir(stage, d) / "rejects.parquet").exists()]
+        if not files:
+            return pl.LazyFrame(schema=pl.Schema(pl.from_arrow(REJECT_SCHEMA.empty_table()).schema))
+        return pl.scan_parquet(files, hive_partitioning=False)
+
+    def read_stats(self, stage: str, domain: str) -> dict:
+        return json.loads((self.domain_dir(stage, domain) / "stats.json").read_text())
+
+    @contextmanager
+    def write_domain(self, stage: str, domain: str) -> Iterator[Path]:
+        """Yield a fresh temporary folder; on success it replaces the domain's output atomically."""
+        final = self.domain_dir(stage, domain)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        tmp = final.parent / f"{final.name}.tmp-{uuid.uuid4().hex[:8]}"
+        tmp.mkdir()
+        try:
+            yield tmp
+            old = None
+            if final.exists():
+                old = final.parent / f"{final.name}.old-{uuid.uuid4().hex[:8]}"
+                os.rename(final, old)
+            os.rename(tmp, final)
+            if old is not None:
+                shutil.rmtree(old, ignore_errors=True)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+
+
+def write_json(path: Path, payload: dict) -> None:
+    """Write JSON through a temporary file and a rename."""
+    tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
+    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
+    os.replace(tmp, path)
