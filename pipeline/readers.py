@@ -90,9 +90,50 @@ def _open_lines(path: Path, fmt: str) -> io.BufferedIOBase:
     if fmt == "jsonl.gz":
         return gzip.GzipFile(fileobj=raw, mode="rb")
     if fmt == "jsonl.zst":
-        reader = zstandard.ZstdDecompressor().stream_reader(raw, read_across_frames=True, closefd=True)
-        return io.BufferedReader(reader, buffer_size=_READ_CHUNK)
+        return io.BufferedReader(_ZstdFrames(raw), buffer_size=_READ_CHUNK)
     raise ValueError(fmt)
+
+
+class _ZstdFrames(io.RawIOBase):
+    """Decompresses a sequence of zstd frames and, unlike zstandard's stream_reader, raises when
+    the file ends inside a frame: a truncated archive must not pass for a shorter complete one."""
+
+    def __init__(self, raw: io.BufferedIOBase):
+        self.raw = raw
+        self.decompressor = zstandard.ZstdDecompressor()
+        self.frame = self.decompressor.decompressobj()
+        self.in_frame = False
+        self.pending = b""
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer) -> int:
+        while not self.pending:
+            chunk = self.raw.read(_READ_CHUNK)
+            if not chunk:
+                if self.in_frame:
+                    raise zstandard.ZstdError("the file ends inside a zstd frame (truncated archive)")
+                return 0
+            out = []
+            while chunk:
+                self.in_frame = True
+                out.append(self.frame.decompress(chunk))
+                if self.frame.eof:
+                    chunk = self.frame.unused_data
+                    self.frame = self.decompressor.decompressobj()
+                    self.in_frame = False
+                else:
+                    chunk = b""
+            self.pending = b"".join(out)
+        n = min(len(buffer), len(self.pending))
+        buffer[:n] = self.pending[:n]
+        self.pending = self.pending[n:]
+        return n
+
+    def close(self) -> None:
+        self.raw.close()
+        super().close()
 
 
 def read_jsonl(path: Path, fmt: str, render: TextRenderer) -> Iterator[RawRow]:

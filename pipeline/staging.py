@@ -22,7 +22,7 @@ import pyarrow.parquet as pq
 
 from pipeline.config.staging import SourceConfig, StagingConfig
 from pipeline.readers import BadFileError, RawRow, read_source_file
-from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
+from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, doc_id_for
 from pipeline.spec import Spec
 from pipeline.store import DataRoot, write_json
 
@@ -162,6 +162,7 @@ def stage_file(
     writer: pq.ParquetWriter | None = None
     pending: list[tuple[int, str]] = []
     kept_here = 0
+    bytes_here = 0
     reasons: Counter[str] = Counter()
 
     def reject(raw: RawRow, reason: str, detail: str | None, excerpt: str | None) -> None:
@@ -173,14 +174,14 @@ def stage_file(
         })
 
     def flush() -> None:
-        nonlocal writer
+        nonlocal writer, bytes_here
         if not pending:
             return
         table = _documents_batch(source.domain, source.name, display, pending)
         if writer is None:
             writer = pq.ParquetWriter(out_path, DOCUMENT_SCHEMA, **PARQUET_OPTIONS)
         writer.write_table(table, row_group_size=config.batch_rows)
-        stats.bytes_kept += int(pc.sum(table["n_bytes"]).as_py() or 0)
+        bytes_here += int(pc.sum(table["n_bytes"]).as_py() or 0)
         pending.clear()
 
     rows_read = 0
@@ -213,36 +214,43 @@ def stage_file(
                 + (f" (after {exc.rows_read} lines)" if exc.rows_read else "")
                 + f" [source {source.name!r}; set staging.on_bad_file: quarantine to skip such files]"
             ) from None
-        _quarantine(source, out_path, rejects, reasons, exc, display, config)
+        _quarantine(source, out_path, pending, rejects, reasons, exc, display, config)
         stats.quarantined_files.append(
             {"file": display, "reason": exc.reason, "detail": exc.detail, "rows_read": rows_read}
         )
-        kept_here = 0
+        kept_here = bytes_here = 0
     finally:
         if writer is not None:
             writer.close()
     stats.rows_read += rows_read
     stats.rows_kept += kept_here
+    stats.bytes_kept += bytes_here
     stats.rows_rejected += sum(reasons.values())
     for reason, count in reasons.items():
         stats.rejects_by_reason[reason] = stats.rejects_by_reason.get(reason, 0) + count
 
 
-def _quarantine(source, out_path, rejects, reasons, exc, display, config) -> None:
-    """Move the rows already staged from a bad file into the rejects, with the file's reason."""
-    if not out_path.exists():
-        return
+def _quarantine(source, out_path, pending, rejects, reasons, exc, display, config) -> None:
+    """Move the rows already read from a bad file (written or pending) into the rejects."""
     detail = f"file quarantined: {exc.reason}: {exc.detail}"
-    table = pq.read_table(out_path, columns=["doc_id", "source_row", "text", "n_bytes"])
-    for batch in table.to_batches(max_chunksize=config.batch_rows):
-        for doc_id, row, text in zip(batch["doc_id"].to_pylist(), batch["source_row"].to_pylist(), batch["text"].to_pylist()):
-            reasons["quarantined_file"] += 1
-            rejects.add({
-                "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
-                "source_row": row, "doc_id": doc_id, "reason": "quarantined_file", "detail": detail,
-                "duplicate_of": None, "excerpt": text[: config.excerpt_chars],
-            })
-    out_path.unlink()
+
+    def move(row: int, text: str) -> None:
+        reasons["quarantined_file"] += 1
+        rejects.add({
+            "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
+            "source_row": row, "doc_id": doc_id_for(text), "reason": "quarantined_file", "detail": detail,
+            "duplicate_of": None, "excerpt": text[: config.excerpt_chars],
+        })
+
+    if out_path.exists():
+        parquet = pq.ParquetFile(out_path)
+        for batch in parquet.iter_batches(batch_size=config.batch_rows, columns=["source_row", "text"]):
+            for row, text in zip(batch["source_row"].to_pylist(), batch["text"].to_pylist()):
+                move(row, text)
+        out_path.unlink()
+    for row, text in pending:
+        move(row, text)
+    pending.clear()
 
 
 def stage_domain(
