@@ -20,6 +20,16 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_defaults(args: argparse.Namespace) -> int:
+    """Print every spec section with its defaults: the complete, current spec reference."""
+    import yaml
+
+    from pipeline.spec import default_sections
+
+    print(yaml.safe_dump(default_sections(), sort_keys=False, width=100), end="")
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -34,7 +44,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.n = done
         bar.refresh()
 
-    results = run_all(args.spec, data_root=args.data_root, selection=args.select or None, on_step=on_step)
+    results = run_all(args.spec, data_root=args.data_root, selection=args.select or None, on_step=on_step,
+                      log_level="DEBUG" if args.verbose else "WARNING")
     bar.n = bar.total or len(results)
     bar.close()
     spec = load_spec(args.spec)
@@ -63,11 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("validate", help="check a spec and list what it will read")
     p.add_argument("spec")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("defaults", help="print every spec section with its default values")
+    p.set_defaults(func=cmd_defaults)
     p = sub.add_parser("run", help="materialize the whole asset graph in-process")
     p.add_argument("spec")
     p.add_argument("--data-root", help="override the spec's data_root")
     p.add_argument("--select", action="append", help="asset key to materialize (with its upstream); repeatable")
-    p.add_argument("--quiet", action="store_true")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log on the terminal")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ui", help="start the Dagster UI on loopback for a spec")
     p.add_argument("spec")

@@ -74,6 +74,7 @@ def run_all(
     selection: Sequence[str] | None = None,
     instance: dg.DagsterInstance | None = None,
     on_step: Callable[[Step, int, int], None] | None = None,
+    log_level: str = "INFO",
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize ``selection`` (default: everything) and what it depends on; raise on failure."""
     defs = build_definitions(spec_path, data_root)
@@ -95,6 +96,7 @@ def run_all(
                 partition_key=step.partition_key,
                 instance=instance,
                 raise_on_error=True,
+                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
             )
             failed = [
                 e.event_specific_data for e in result.all_events

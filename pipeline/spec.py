@@ -170,6 +170,17 @@ def load_spec(path: str | os.PathLike) -> Spec:
     return spec_from_dict(data, path=path)
 
 
+def default_sections() -> dict:
+    """Every optional section of the spec with its defaults (``curamix defaults`` prints this)."""
+    sections = {}
+    for f in dataclasses.fields(SpecBody):
+        if f.default_factory is not dataclasses.MISSING:
+            sections[f.name] = to_plain(f.default_factory())
+        elif f.default is not dataclasses.MISSING:
+            sections[f.name] = f.default
+    return sections
+
+
 def replace_section(spec: Spec, **sections) -> Spec:
     """A copy of ``spec`` with some sections replaced (used by launchpad overrides and tests)."""
     return dataclasses.replace(spec, body=dataclasses.replace(spec.body, **sections))
