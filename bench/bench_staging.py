@@ -1,0 +1,297 @@
+"""Staging benchmark: curamix vs DataTrove, raw corpora -> per-domain Parquet, in one run.
+
+Workload: every file of ``../shared/corpora/raw`` (16 files, ~200 MB of UTF-8 text; JSONL, gzip
+and zstd JSONL, Parquet with a ``content`` column, GSM8K's question/answer JSONL rendered through
+a template), each file mapped to the README's "suggested domain".
+
+- **curamix**: a spec generated in a temp dir, then ``pipeline.staging.stage_domain`` for each
+  domain in turn (one process, one thread; it also hashes each input file and each document for
+  ``doc_id``, and keeps the rejects accounting).
+- **DataTrove** 0.10.1: ``JsonlReader`` (15 files) and ``ParquetReader`` (1 file) pipelines into
+  ``ParquetWriter`` with output ``${domain}/${rank}.parquet``, run by ``LocalPipelineExecutor``
+  with one task per input file and ``workers=1`` (DataTrove then runs its tasks one after another
+  in-process, as curamix does). Its writer is set to what curamix writes: zstd Parquet, without
+  content-defined chunking or a page index (DataTrove's defaults are snappy + both, extra work
+  curamix does not do). The GSM8K template and the domain labels go through a reader adapter.
+
+Fairness: both sides get one worker (the machine has 2 shared cores); each run is a fresh
+subprocess with fresh output dirs, sides alternate within each round, the figures are medians
+over the rounds. Throughput counts the timed section inside the child (spec/pipeline construction
+to the last file closed; interpreter start and imports excluded, they are reported separately as
+``process_wall_s``); peak memory is the child's whole-process ``ru_maxrss`` (see ``bench/_measure``).
+After the first round, both outputs are read back (untimed) and compared per domain: documents,
+text bytes and the multiset of text hashes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+from bench._measure import emit, median, python_env, run_measured, self_peak_rss_mib
+
+REPO = Path(__file__).resolve().parent.parent
+RAW = REPO.parent / "shared" / "corpora" / "raw"
+GSM8K_TEMPLATE = "Question: {question}\nAnswer: {answer}"
+
+# file -> (domain, source name); the domains are ../shared/corpora/README.md's "suggested domain".
+CORPUS: dict[str, tuple[str, str]] = {
+    "books_gutenberg.jsonl.zst": ("books", "gutenberg"),
+    "code_go_stdlib.parquet": ("code", "go_stdlib"),
+    "dialogue_sgd.jsonl.gz": ("dialogue", "sgd"),
+    "law_uslm_usgov.jsonl.zst": ("law", "uslm_usgov"),
+    "law_spdx_license_texts.jsonl.zst": ("law", "spdx_licenses"),
+    "math_gsm8k_train.jsonl": ("math", "gsm8k"),
+    "math_stacks_project.jsonl.zst": ("math", "stacks_project"),
+    "math_openlogic.jsonl.zst": ("math", "openlogic"),
+    "ref_cia_factbook.jsonl.zst": ("encyclopedia", "cia_factbook"),
+    "ref_wikipedia_gensim_sample.jsonl.zst": ("encyclopedia", "wikipedia"),
+    "ref_foldoc.jsonl.zst": ("encyclopedia", "foldoc"),
+    "science_scitldr_abstracts.jsonl.zst": ("science", "scitldr"),
+    "science_lightandmatter_physics.jsonl.zst": ("science", "lightandmatter"),
+    "techdocs_python311_rst.jsonl.zst": ("techdocs", "python311_docs"),
+    "web_movie_reviews.jsonl.zst": ("web_ugc", "movie_reviews"),
+    "web_us_speeches.jsonl.zst": ("speeches", "us_speeches"),
+}
+# --quick: one file per format (plain JSONL with the template, gzip, zstd, Parquet), ~60 MB of text.
+QUICK_FILES = ["math_gsm8k_train.jsonl", "dialogue_sgd.jsonl.gz", "web_movie_reviews.jsonl.zst",
+               "code_go_stdlib.parquet"]
+SIDES = ("curamix", "datatrove")
+MB = 1e6  # decimal megabytes, as in the corpora README's "text MB"
+
+
+# --------------------------------------------------------------------------- children (timed)
+
+def _write_spec(files: list[str], raw: Path, folder: Path) -> Path:
+    import yaml
+
+    sources = []
+    for name in files:
+        domain, source = CORPUS[name]
+        entry = {"name": source, "path": str(raw / name), "domain": domain}
+        if name.endswith(".parquet"):
+            entry["text_field"] = "content"
+        if name == "math_gsm8k_train.jsonl":
+            entry["template"] = GSM8K_TEMPLATE
+        sources.append(entry)
+    spec = {"name": "bench_staging", "seed": 0, "data_root": str(folder / "data"), "sources": sources}
+    path = folder / "spec.yaml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    return path
+
+
+def child_curamix(files: list[str], raw: Path, out: Path) -> dict:
+    from pipeline.spec import load_spec
+    from pipeline.staging import stage_domain
+
+    baseline = self_peak_rss_mib()
+    started = time.perf_counter()
+    spec = load_spec(_write_spec(files, raw, out))
+    docs = text_bytes = rejected = 0
+    for domain in spec.domains:
+        stats = stage_domain(spec, domain)
+        docs += stats.rows_kept
+        text_bytes += stats.bytes_kept
+        rejected += stats.rows_rejected
+    return {"work_s": round(time.perf_counter() - started, 3), "docs": docs, "text_bytes": text_bytes,
+            "rejected": rejected, "rss_after_imports_mib": baseline}
+
+
+def _datatrove_adapter(self, data: dict, path: str, id_in_file: int | str) -> dict:
+    """Reader adapter: the domain label, and the GSM8K template (DataTrove has no template option)."""
+    name = os.path.basename(path)
+    domain, source = CORPUS[name]
+    if name == "math_gsm8k_train.jsonl":
+        text = GSM8K_TEMPLATE.format_map(data)
+    else:
+        text = data.get(self.text_key, "")
+    return {"text": text, "id": f"{path}/{id_in_file}", "metadata": {"domain": domain, "source": source}}
+
+
+def child_datatrove(files: list[str], raw: Path, out: Path) -> dict:
+    from datatrove.executor import LocalPipelineExecutor
+    from datatrove.pipeline.readers import JsonlReader, ParquetReader
+    from datatrove.pipeline.writers import ParquetWriter
+
+    baseline = self_peak_rss_mib()
+    started = time.perf_counter()
+    # One input folder per reader (symlinks), so that each executor's task i reads file i.
+    groups = {"jsonl": [f for f in files if ".jsonl" in f], "parquet": [f for f in files if f.endswith(".parquet")]}
+    for group, names in groups.items():
+        if not names:
+            continue
+        folder = out / "input" / group
+        folder.mkdir(parents=True)
+        for name in names:
+            (folder / name).symlink_to(raw / name)
+        if group == "jsonl":
+            reader = JsonlReader(str(folder), adapter=_datatrove_adapter)
+        else:
+            reader = ParquetReader(str(folder), text_key="content", adapter=_datatrove_adapter)
+        writer = ParquetWriter(str(out / "data" / group), output_filename="${domain}/${rank}.parquet",
+                               compression="zstd", use_content_defined_chunking=False, write_page_index=False)
+        executor = LocalPipelineExecutor([reader, writer], tasks=len(names), workers=1,
+                                         logging_dir=str(out / "logs" / group))
+        executor.run()
+    return {"work_s": round(time.perf_counter() - started, 3), "rss_after_imports_mib": baseline}
+
+
+# --------------------------------------------------------------------------- verification (untimed)
+
+def read_back(side: str, out: Path) -> dict[str, dict]:
+    """Per domain: documents, UTF-8 text bytes, and a digest of the sorted text hashes."""
+    import pyarrow.compute as pc
+    import pyarrow.parquet as pq
+
+    per_domain: dict[str, dict] = {}
+    if side == "curamix":
+        parts = [(p.parent.parent.name.split("=", 1)[1], p) for p in (out / "data" / "documents").glob("domain=*/data/*.parquet")]
+    else:
+        parts = [(p.relative_to(out / "data").parts[1], p) for p in (out / "data").glob("*/*/*.parquet")]
+    hashes: dict[str, list[bytes]] = {}
+    for domain, path in parts:
+        texts = pq.read_table(path, columns=["text"])["text"]
+        entry = per_domain.setdefault(domain, {"docs": 0, "text_bytes": 0})
+        entry["docs"] += len(texts)
+        entry["text_bytes"] += int(pc.sum(pc.binary_length(texts.cast("large_binary"))).as_py() or 0)
+        hashes.setdefault(domain, []).extend(hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts.to_pylist())
+    for domain, entry in per_domain.items():
+        entry["content_digest"] = hashlib.sha256(b"".join(sorted(hashes[domain]))).hexdigest()[:16]
+    return dict(sorted(per_domain.items()))
+
+
+def compare(ours: dict[str, dict], theirs: dict[str, dict]) -> dict:
+    differences = {}
+    for domain in sorted(set(ours) | set(theirs)):
+        a, b = ours.get(domain, {}), theirs.get(domain, {})
+        if a != b:
+            differences[domain] = {"curamix": a, "datatrove": b}
+    return {"identical": not differences, "differences": differences}
+
+
+# --------------------------------------------------------------------------- parent
+
+def _one_run(side: str, files: list[str], raw: Path, work: Path, verify: bool) -> tuple[dict, dict | None]:
+    out = Path(tempfile.mkdtemp(prefix=f"{side}-", dir=work))
+    try:
+        argv = [sys.executable, "-m", "bench.bench_staging", "--child", side, "--raw", str(raw), "--out", str(out),
+                "--files", ",".join(files)]
+        figures = run_measured(argv, env=python_env(CURAMIX_DATA_ROOT=str(out / "data"), PYTHONHASHSEED="0"))
+        contents = read_back(side, out) if verify else None
+        if contents is not None:
+            figures.setdefault("docs", sum(d["docs"] for d in contents.values()))
+            figures.setdefault("text_bytes", sum(d["text_bytes"] for d in contents.values()))
+        return figures, contents
+    finally:
+        shutil.rmtree(out, ignore_errors=True)
+
+
+def run(quick: bool = False, *, rounds: int | None = None, raw: Path = RAW) -> dict:
+    files = QUICK_FILES if quick else sorted(CORPUS)
+    missing = [f for f in files if not (raw / f).exists()]
+    if missing:
+        raise FileNotFoundError(f"{raw}: missing {missing}")
+    rounds = rounds or (1 if quick else 3)
+    runs: dict[str, list[dict]] = {s: [] for s in SIDES}
+    contents: dict[str, dict] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-staging-") as tmp:
+        for r in range(rounds):
+            order = SIDES if r % 2 == 0 else SIDES[::-1]
+            for side in order:
+                figures, seen = _one_run(side, files, raw, Path(tmp), verify=(r == 0))
+                if seen is not None:
+                    contents[side] = seen
+                runs[side].append(figures)
+                print(f"round {r + 1}/{rounds} {side}: {figures}", file=sys.stderr)
+    # Document and byte counts come from the read-back (the same measure for both sides).
+    docs = sum(d["docs"] for d in contents["curamix"].values())
+    text_bytes = sum(d["text_bytes"] for d in contents["curamix"].values())
+    dt_docs = sum(d["docs"] for d in contents["datatrove"].values())
+    dt_bytes = sum(d["text_bytes"] for d in contents["datatrove"].values())
+    summary = {}
+    for side, n_docs, n_bytes in (("curamix", docs, text_bytes), ("datatrove", dt_docs, dt_bytes)):
+        work = median([f["work_s"] for f in runs[side]])
+        summary[side] = {
+            "work_s": round(work, 2),
+            "process_wall_s": round(median([f["process_wall_s"] for f in runs[side]]), 2),
+            "docs_per_s": round(n_docs / work, 1),
+            "text_mb_per_s": round(n_bytes / MB / work, 2),
+            "peak_rss_mib": median([f["peak_rss_mib"] for f in runs[side]]),
+            "rss_after_imports_mib": median([f["rss_after_imports_mib"] for f in runs[side]]),
+            "docs": n_docs,
+            "text_mb": round(n_bytes / MB, 2),
+            "runs": [{k: f[k] for k in ("work_s", "process_wall_s", "peak_rss_mib")} for f in runs[side]],
+        }
+    ours, theirs = summary["curamix"], summary["datatrove"]
+    return {
+        "input": {"files": len(files), "raw": str(raw), "docs": docs, "text_mb": round(text_bytes / MB, 2),
+                  "formats": sorted({_fmt(f) for f in files})},
+        "setup": {"workers_each": 1, "rounds": rounds, "statistic": "median over rounds, sides alternating",
+                  "datatrove": "LocalPipelineExecutor(tasks=files per reader, workers=1); ParquetWriter zstd, "
+                               "no CDC, no page index"},
+        "curamix": ours,
+        "datatrove": theirs,
+        "ratio_throughput": round(theirs["work_s"] / ours["work_s"], 2),
+        "ratio_process_wall": round(theirs["process_wall_s"] / ours["process_wall_s"], 2),
+        "ratio_peak_rss": round(ours["peak_rss_mib"] / theirs["peak_rss_mib"], 2),
+        "goal": ">= 1.5x DataTrove's throughput at no more peak memory",
+        "goal_met": theirs["work_s"] / ours["work_s"] >= 1.5 and ours["peak_rss_mib"] <= theirs["peak_rss_mib"],
+        "same_output": compare(contents["curamix"], contents["datatrove"]),
+    }
+
+
+def _fmt(name: str) -> str:
+    for suffix in (".jsonl.gz", ".jsonl.zst", ".jsonl", ".parquet"):
+        if name.endswith(suffix):
+            return suffix[1:]
+    return "?"
+
+
+def summarize(f: dict) -> str:
+    ours, theirs = f["curamix"], f["datatrove"]
+    same = f["same_output"]
+    lines = [
+        f"Staging {f['input']['files']} raw files ({f['input']['text_mb']} MB of text, {f['input']['docs']} documents; "
+        f"{', '.join(f['input']['formats'])}) to per-domain Parquet, one worker each, median of {f['setup']['rounds']} "
+        "alternating rounds, each side in its own process.",
+        "",
+        "| | docs/s | text MB/s | work s | process wall s | peak RSS MiB | RSS after imports MiB |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for side in SIDES:
+        s = f[side]
+        lines.append(f"| {side} | {s['docs_per_s']} | {s['text_mb_per_s']} | {s['work_s']} | {s['process_wall_s']} "
+                     f"| {s['peak_rss_mib']} | {s['rss_after_imports_mib']} |")
+    lines += [
+        "",
+        f"Throughput ratio curamix/DataTrove: **{f['ratio_throughput']}x** (whole process incl. imports: "
+        f"{f['ratio_process_wall']}x); peak memory ratio {f['ratio_peak_rss']}. Goal ({f['goal']}): "
+        f"**{'met' if f['goal_met'] else 'not met'}**. Outputs "
+        + ("identical per domain (documents, text bytes, text hashes)." if same["identical"]
+           else f"differ in {sorted(same['differences'])}: see `same_output`."),
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description="child process of the staging benchmark (use python -m bench.run)")
+    parser.add_argument("--child", choices=SIDES, required=True)
+    parser.add_argument("--raw", type=Path, required=True)
+    parser.add_argument("--out", type=Path, required=True)
+    parser.add_argument("--files", required=True)
+    args = parser.parse_args(argv)
+    child = child_curamix if args.child == "curamix" else child_datatrove
+    args.out.mkdir(parents=True, exist_ok=True)
+    emit(child(args.files.split(","), args.raw, args.out))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
