@@ -18,6 +18,7 @@ import yaml
 
 from pipeline.config.curation import CurationConfig
 from pipeline.config.mixing import MixingConfig
+from pipeline.config.operations import OperationsConfig
 from pipeline.config.output import OutputConfig
 from pipeline.config.proxies import ProxiesConfig, TokenizerConfig
 from pipeline.config.pruning import PruningConfig
@@ -46,6 +47,7 @@ class SpecBody:
     proxies: ProxiesConfig = field(default_factory=ProxiesConfig)
     mixing: MixingConfig = field(default_factory=MixingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
+    operations: OperationsConfig = field(default_factory=OperationsConfig)
 
 
 @dataclass(frozen=True)
