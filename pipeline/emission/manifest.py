@@ -1,0 +1,156 @@
+"""``manifest.json``: what a training set holds and where every number came from.
+
+Recorded: format and dtype; tokenizer identity and sha256; per shard its files (path, bytes,
+sha256), documents, tokens and domain (per-domain tokens for mixed shards); per domain the target
+and achieved proportion, tokens, documents and epochs; the mixer and its inputs; seeds; source file
+hashes and row counts (from staging's ``stats.json``); per-stage removal counts (from each stage's
+rejects); the spec's hash; and the Megatron ``--data-path`` blend for the per-domain set. No
+timestamps, so the same spec and inputs give a byte-identical manifest.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from pipeline.config.typed import to_plain
+from pipeline.emission.megatron import DTYPE_CODES
+from pipeline.store import DataRoot, write_json
+
+MANIFEST_VERSION = 1
+EXACTNESS = (
+    "per-domain tokens (EOS included) equal the quotas exactly; quotas are the largest-remainder "
+    "apportionment of total_tokens; documents are whole except at most one per domain, cut to a prefix "
+    "of its tokens that still ends with EOS"
+)
+DOCUMENT_STAGES = ("documents", "curated", "pruned")
+
+
+def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, tokenizer_sha256, eos, dtype,
+                   fingerprints, build_key) -> dict:
+    total = plan.total_tokens
+    domains = {}
+    for d, q in plan.domains.items():
+        s = schedules[d]
+        cut = None
+        if len(s):
+            last_doc, last_take = int(s.doc[-1]), int(s.take[-1])
+            full = int(caches[d].lengths[last_doc])
+            if last_take < full:
+                cut = {"doc_id": caches[d].doc_ids[last_doc].decode(), "kept_tokens": last_take, "tokens": full}
+        domains[d] = {
+            "target_proportion": q.target_proportion,
+            "achieved_proportion": s.tokens / total,
+            "quota": q.quota,
+            "tokens": s.tokens,
+            "documents": len(s),
+            "unique_documents": int(len(np.unique(s.doc))) if len(s) else 0,
+            "available_documents": caches[d].documents,
+            "available_tokens": q.available,
+            "epochs": q.epochs,
+            "full_epochs_started": int(s.epoch.max()) + 1 if len(s) else 0,
+            "capped": q.capped,
+            "cut_document": cut,
+            "input_fingerprint": fingerprints[d],
+        }
+    mixture = dict(inputs.mixture)
+    manifest = {
+        "manifest_version": MANIFEST_VERSION,
+        "build_key": build_key,
+        "formats": list(config.formats),
+        "dtype": np.dtype(dtype).name,
+        "megatron": {"layout": "MMIDIDX", "index_version": 1, "dtype_code": DTYPE_CODES[np.dtype(dtype).name],
+                     "one_sequence_per_document": True, "documents_end_with_eos": True},
+        "tokenizer": {
+            "path": str(inputs.tokenizer_path),
+            "sha256": tokenizer_sha256,
+            "model": type(tokenizer.model).__name__,
+            "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
+            "eos_token": eos[0],
+            "eos_id": eos[1],
+        },
+        "total_tokens": total,
+        "sequence_length": config.sequence_length,
+        "sequences": total // config.sequence_length,
+        "quotas": {"max_epochs": plan.max_epochs, "over_cap": plan.over_cap, "renormalized": plan.renormalized,
+                   "exactness": EXACTNESS},
+        "domains": domains,
+        "sets": sets,
+        "megatron_data_path": blend_string(sets, total) if "megatron" in config.formats else None,
+        "mixer": {
+            "method": mixture.get("method"),
+            "proportions": mixture.get("proportions"),
+            "inputs": {k: v for k, v in mixture.items() if k not in ("proportions", "method")},
+            "path": str(inputs.mixture_path) if inputs.mixture_path else None,
+        },
+        "seeds": {"emission": inputs.seed, "domain_epoch_order": "sub_seed(emission, 'domain', d, 'epoch', e)",
+                  "global_shuffle": "sub_seed(emission, 'global')"},
+        "output_config": to_plain(config),
+        **inputs.provenance,
+    }
+    return manifest
+
+
+def blend_string(sets: dict, total: int) -> str:
+    """Megatron ``--data-path``: ``weight prefix`` pairs over the per-domain shards.
+
+    A shard's weight is its share of all tokens, so the blend reproduces the achieved proportions;
+    prefixes are relative to the manifest's folder (Megatron appends ``.bin`` / ``.idx``).
+    """
+    parts = []
+    for name, s in sets.items():
+        if not name.startswith("domains/"):
+            continue
+        for shard in s["shards"]:
+            parts.append(f"{shard['tokens'] / total:.12g} {name}/{shard['name']}")
+    return " ".join(parts)
+
+
+def provenance(root: DataRoot, *, spec_hash: str | None = None, spec_seed: int | None = None,
+               domains: list[str] | None = None) -> dict:
+    """Source hashes and row counts (staging's stats.json) and per-stage removal counts (rejects)."""
+    sources: dict[str, dict] = {}
+    for d in domains or root.domains("documents"):
+        path = root.domain_dir("documents", d) / "stats.json"
+        if not path.exists():
+            continue
+        stats = json.loads(path.read_text())
+        sources[d] = {
+            name: {"file_sha256": s.get("file_sha256", {}), "files": s.get("files"), "rows_read": s.get("rows_read"),
+                   "rows_kept": s.get("rows_kept"), "rows_rejected": s.get("rows_rejected")}
+            for name, s in stats.get("sources", {}).items()
+        }
+    removals: dict[str, dict] = {}
+    for stage in DOCUMENT_STAGES:
+        present = root.domains(stage)
+        if not present:
+            continue
+        counts = root.scan_rejects(stage, present).group_by("domain", "reason").len().sort("domain", "reason").collect()
+        by_domain: dict[str, dict] = {d: {} for d in present}
+        for row in counts.iter_rows(named=True):
+            by_domain.setdefault(row["domain"], {})[row["reason"]] = row["len"]
+        kept = root.scan(stage, present).group_by("domain").len().collect()
+        removals[stage] = {
+            "removed": by_domain,
+            "kept": {r["domain"]: r["len"] for r in kept.iter_rows(named=True)},
+        }
+    out = {"sources": sources, "removals": removals}
+    if spec_hash is not None:
+        out["spec_hash"] = spec_hash
+    if spec_seed is not None:
+        out["spec_seed"] = spec_seed
+    return out
+
+
+def write_manifest(path: Path, manifest: dict) -> None:
+    write_json(path, manifest)
+
+
+def read_manifest(folder: Path) -> dict:
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+__all__ = ["EXACTNESS", "MANIFEST_VERSION", "blend_string", "build_manifest", "provenance", "read_manifest",
+           "write_manifest"]

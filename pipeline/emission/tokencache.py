@@ -1,0 +1,189 @@
+"""Pass 1 of emission: stream one domain's documents through the tokenizer into a token cache.
+
+Documents are read a Parquet batch at a time and tokenized with ``encode_batch`` on chunks of about
+``batch_bytes`` of text, so memory stays bounded by one chunk (never the whole corpus). The cache
+holds, per domain: the token ids (no EOS), the UTF-8 text, their per-document offsets and the
+doc_ids, all memory-mappable, so pass 2 can gather any document in any order without holding the
+corpus in memory. A cache is built in a temporary folder and renamed into place with a ``meta.json``
+recording its fingerprint (inputs' sha256, tokenizer sha256, dtype); a later run with the same
+fingerprint reuses it, which is how an interrupted emission resumes without redoing finished domains.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+from tokenizers import Tokenizer
+
+CACHE_VERSION = 1
+
+
+def file_sha256(path: Path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def fingerprint(files: list[Path], *, tokenizer_sha256: str, dtype: np.dtype) -> str:
+    h = hashlib.sha256(f"v{CACHE_VERSION}:{tokenizer_sha256}:{np.dtype(dtype).name}".encode())
+    for f in files:
+        h.update(f"\n{Path(f).name}:{file_sha256(f)}".encode())
+    return h.hexdigest()
+
+
+@dataclass
+class DomainCache:
+    """A finished cache, memory-mapped."""
+
+    domain: str
+    path: Path
+    tokens: np.ndarray  # all documents' ids back to back, no EOS
+    token_offsets: np.ndarray  # int64[n + 1]
+    text: np.ndarray  # uint8, UTF-8 of all documents back to back
+    text_offsets: np.ndarray  # int64[n + 1]
+    doc_ids: np.ndarray  # bytes (S*) [n]
+    meta: dict
+
+    @property
+    def documents(self) -> int:
+        return len(self.doc_ids)
+
+    @property
+    def lengths(self) -> np.ndarray:
+        """Tokens per document as emitted: its ids plus one EOS."""
+        return np.diff(self.token_offsets) + 1
+
+    def doc_text(self, i: int) -> str:
+        return bytes(self.text[self.text_offsets[i]: self.text_offsets[i + 1]]).decode("utf-8")
+
+
+def _memmap(path: Path, dtype) -> np.ndarray:
+    if path.stat().st_size == 0:
+        return np.zeros(0, dtype=dtype)
+    return np.memmap(path, dtype=dtype, mode="r")
+
+
+def open_cache(path: Path) -> DomainCache:
+    meta = json.loads((path / "meta.json").read_text())
+    dtype = np.dtype(meta["dtype"])
+    return DomainCache(
+        domain=meta["domain"], path=path,
+        tokens=_memmap(path / "tokens.bin", dtype),
+        token_offsets=np.load(path / "token_offsets.npy"),
+        text=_memmap(path / "text.bin", np.uint8),
+        text_offsets=np.load(path / "text_offsets.npy"),
+        doc_ids=np.load(path / "doc_ids.npy"),
+        meta=meta,
+    )
+
+
+def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.Array, pa.Array]]:
+    """(doc_id, text) arrow chunks of about ``batch_bytes`` of text, in file and row order."""
+    ids: list[pa.Array] = []
+    texts: list[pa.Array] = []
+    size = 0
+    for f in files:
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=["doc_id", "text"]):
+            text = pc.cast(batch.column("text"), pa.large_string())
+            ids.append(pc.cast(batch.column("doc_id"), pa.string()))
+            texts.append(text)
+            size += int(pc.sum(pc.binary_length(text)).as_py() or 0)
+            if size >= batch_bytes:
+                yield pa.concat_arrays(ids), pa.concat_arrays(texts)
+                ids, texts, size = [], [], 0
+    if ids:
+        yield pa.concat_arrays(ids), pa.concat_arrays(texts)
+
+
+def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+    # encode_batch_fast skips computing character offsets, which pass 1 never needs.
+    fast = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
+    return [e.ids for e in fast(texts, add_special_tokens=False)]
+
+
+def build_domain_cache(
+    domain: str,
+    files: list[Path],
+    *,
+    cache_root: Path,
+    tokenizer: Tokenizer,
+    dtype: np.dtype,
+    fp: str,
+    batch_bytes: int,
+    progress: Callable[[str], None] | None = None,
+) -> DomainCache:
+    """Tokenize ``files`` (Parquet with doc_id, text) into ``cache_root/domain=<domain>``."""
+    final = cache_root / f"domain={domain}"
+    existing = final / "meta.json"
+    if existing.exists():
+        try:
+            if json.loads(existing.read_text()).get("fingerprint") == fp:
+                return open_cache(final)
+        except (OSError, ValueError):
+            pass
+    cache_root.mkdir(parents=True, exist_ok=True)
+    tmp = cache_root / f".domain={domain}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        token_offsets, text_offsets, doc_ids = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], []
+        n_tokens = n_bytes = 0
+        limit = np.iinfo(dtype).max
+        with open(tmp / "tokens.bin", "wb") as tok_f, open(tmp / "text.bin", "wb") as text_f:
+            for ids, text in _text_batches(files, batch_bytes=batch_bytes):
+                encoded = _encode(tokenizer, text.to_pylist())
+                lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+                flat = np.fromiter((t for e in encoded for t in e), dtype=np.int64, count=int(lengths.sum()))
+                if len(flat) and int(flat.max()) > limit:
+                    raise ValueError(f"token id {int(flat.max())} does not fit {np.dtype(dtype).name}")
+                tok_f.write(flat.astype(dtype).tobytes())
+                token_offsets.append(n_tokens + np.cumsum(lengths))
+                n_tokens += int(lengths.sum())
+                # Copy the UTF-8 straight out of the Arrow buffers (no re-encoding in Python).
+                offs = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + len(text) + 1]
+                data = text.buffers()[2]
+                text_f.write(memoryview(data)[int(offs[0]): int(offs[-1])])
+                text_offsets.append(n_bytes + (offs[1:] - offs[0]))
+                n_bytes += int(offs[-1] - offs[0])
+                doc_ids.extend(ids.to_pylist())
+                if progress:
+                    progress(f"tokenized {domain}: {len(doc_ids)} documents, {n_tokens} tokens")
+            for f in (tok_f, text_f):
+                f.flush()
+                os.fsync(f.fileno())
+        np.save(tmp / "token_offsets.npy", np.concatenate(token_offsets))
+        np.save(tmp / "text_offsets.npy", np.concatenate(text_offsets))
+        np.save(tmp / "doc_ids.npy", np.array(doc_ids, dtype=np.bytes_) if doc_ids else np.zeros(0, "S32"))
+        meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": len(doc_ids),
+                "tokens": n_tokens, "text_bytes": n_bytes, "files": [str(f) for f in files]}
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
+        old = None
+        if final.exists():
+            old = cache_root / f".domain={domain}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(final, old)
+        os.rename(tmp, final)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return open_cache(final)
+
+
+def clean_stale(cache_root: Path) -> None:
+    """Remove temporary folders left by an interrupted run (finished caches stay)."""
+    if cache_root.exists():
+        for p in cache_root.glob(".domain=*"):
+            shutil.rmtree(p, ignore_errors=True)
+
+
+__all__ = ["DomainCache", "build_domain_cache", "clean_stale", "file_sha256", "fingerprint", "open_cache"]

@@ -1,0 +1,363 @@
+"""Emission: pruned documents + tokenizer + mixture -> a sharded, verifiable training set.
+
+Two passes. Pass 1 (``tokencache``) streams every domain through the tokenizer once, into a
+memory-mapped per-domain cache. Pass 2 plans exact per-domain quotas (``quotas``), builds each
+domain's schedule (whole documents, a fresh order per epoch, the last one cut so the domain's
+tokens equal its quota exactly) and writes:
+
+    <out>/mixed/shard-NNNNN.{bin,idx,parquet}          every domain, globally shuffled
+    <out>/domains/<domain>/shard-NNNNN.{bin,idx,parquet}
+    <out>/manifest.json                                 written last
+
+Exactness, as chosen here: per-domain token counts (EOS included) equal the quotas exactly; at most
+one document per domain is cut (it keeps a prefix of its tokens, still ending with EOS), every other
+document is whole. The mixed set holds the same document copies as the per-domain sets, in one
+global order seeded from ``spec.seed_for("emission")``.
+
+Crash safety: everything is written under ``<out>.partial-<id>/`` (each file to a temporary name,
+fsynced and renamed), the manifest last, and only then is that folder renamed to ``<out>``. Killed at
+any moment, ``<out>`` is either absent, the previous complete set, or the new complete set. A re-run
+removes partial folders, reuses finished per-domain token caches whose fingerprint matches (resume),
+and rewrites shards from scratch, so no data is ever duplicated.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from tokenizers import Tokenizer
+
+from pipeline.config.output import OutputConfig
+from pipeline.emission import manifest as manifest_mod
+from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
+from pipeline.emission.parquet_shards import TextShardWriter
+from pipeline.emission.quotas import QuotaPlan, plan_quotas
+from pipeline.emission.shuffle import Schedule, domain_schedule, permutation, sub_seed
+from pipeline.emission.tokencache import DomainCache, build_domain_cache, clean_stale, file_sha256, fingerprint
+
+EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[EOS]", "<|eos|>")
+# Documents gathered per write while filling a shard: bounds pass-2 memory.
+CHUNK_TOKENS = 4_000_000
+CHUNK_DOCS = 8192
+
+
+class EmissionError(RuntimeError):
+    """Inputs that cannot make a training set; the message says which and how to fix it."""
+
+
+@dataclass(frozen=True)
+class EmissionInputs:
+    domain_files: dict[str, list[Path]]  # Parquet files holding doc_id and text, per domain
+    tokenizer_path: Path
+    mixture: dict  # at least {"proportions": {domain: p}, "method": str}
+    seed: int  # spec.seed_for("emission")
+    mixture_path: Path | None = None
+    # Free-form provenance recorded as is (spec hash, sources, removals); see manifest.py.
+    provenance: dict = field(default_factory=dict)
+
+
+def find_eos(tokenizer: Tokenizer, wanted: str | None) -> tuple[str, int]:
+    names = (wanted,) if wanted else EOS_CANDIDATES
+    for name in names:
+        tid = tokenizer.token_to_id(name)
+        if tid is not None:
+            return name, tid
+    raise EmissionError(
+        f"the tokenizer has no end-of-document token {'(' + wanted + ')' if wanted else 'among ' + ', '.join(EOS_CANDIDATES)}; "
+        "set output.eos_token to one of its special tokens"
+    )
+
+
+def _fsync_file(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        _fsync_file(path)
+    except OSError:  # some filesystems refuse fsync on a directory; the rename is still atomic
+        pass
+
+
+@dataclass
+class _Entries:
+    """Document copies to write, in order: domain index, document index, epoch, tokens taken."""
+
+    dom: np.ndarray
+    doc: np.ndarray
+    epoch: np.ndarray
+    take: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.doc)
+
+    def slice(self, a: int, b: int) -> _Entries:
+        return _Entries(self.dom[a:b], self.doc[a:b], self.epoch[a:b], self.take[a:b])
+
+
+class _ShardSetWriter:
+    """Writes one set (mixed, or one domain) as shards of at most ``shard_tokens`` tokens."""
+
+    def __init__(self, *, folder: Path, rel: str, label: str, domains: list[str], caches: list[DomainCache],
+                 tokenizer: Tokenizer, eos_id: int, dtype: np.dtype, formats: list[str], shard_tokens: int):
+        self.folder, self.rel, self.label = folder, rel, label
+        self.domains, self.caches, self.tokenizer = domains, caches, tokenizer
+        self.eos_id, self.dtype, self.formats, self.shard_tokens = eos_id, dtype, formats, shard_tokens
+        self._cut_text: dict[tuple[int, int, int], bytes] = {}
+
+    def write(self, entries: _Entries) -> list[dict]:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        records = []
+        for i, (a, b) in enumerate(_shard_bounds(entries.take, self.shard_tokens)):
+            records.append(self._write_shard(f"shard-{i:05d}", entries.slice(a, b)))
+        return records
+
+    def _write_shard(self, name: str, entries: _Entries) -> dict:
+        tmp_tag = f".tmp-{uuid.uuid4().hex[:8]}"
+        paths = {"bin": self.folder / f"{name}.bin", "idx": self.folder / f"{name}.idx",
+                 "parquet": self.folder / f"{name}.parquet"}
+        wanted = [k for k in ("bin", "idx") if "megatron" in self.formats] + (["parquet"] if "parquet" in self.formats else [])
+        tmp = {k: p.with_name(p.name + tmp_tag) for k, p in paths.items()}
+        mega = IndexedDatasetWriter(tmp["bin"], tmp["idx"], self.dtype) if "megatron" in self.formats else None
+        text = TextShardWriter(tmp["parquet"]) if "parquet" in self.formats else None
+        domain_tokens = np.zeros(len(self.domains), dtype=np.int64)
+        domain_docs = np.zeros(len(self.domains), dtype=np.int64)
+        np.add.at(domain_tokens, entries.dom, entries.take)
+        np.add.at(domain_docs, entries.dom, 1)
+        for a, b in _chunk_bounds(entries.take, CHUNK_TOKENS, CHUNK_DOCS):
+            chunk = entries.slice(a, b)
+            if mega is not None:
+                mega.add_documents(self._gather_tokens(chunk), chunk.take)
+            if text is not None:
+                self._write_text(text, chunk)
+        if mega is not None:
+            mega.finish()
+        if text is not None:
+            text.finish()
+            _fsync_file(tmp["parquet"])
+        files = {}
+        for k in wanted:
+            os.replace(tmp[k], paths[k])
+            files[k] = {"path": f"{self.rel}/{paths[k].name}", "bytes": paths[k].stat().st_size,
+                        "sha256": file_sha256(paths[k])}
+        present = np.nonzero(domain_docs)[0]
+        return {
+            "name": name,
+            "domain": self.label,
+            "documents": len(entries),
+            "tokens": int(entries.take.sum()),
+            "domain_tokens": {self.domains[j]: int(domain_tokens[j]) for j in present},
+            "domain_documents": {self.domains[j]: int(domain_docs[j]) for j in present},
+            "files": files,
+        }
+
+    def _gather_tokens(self, chunk: _Entries) -> np.ndarray:
+        out = np.empty(int(chunk.take.sum()), dtype=self.dtype)
+        pos = 0
+        eos = self.eos_id
+        for dom, doc, take in zip(chunk.dom.tolist(), chunk.doc.tolist(), chunk.take.tolist()):
+            cache = self.caches[dom]
+            start = int(cache.token_offsets[doc])
+            body = take - 1
+            out[pos: pos + body] = cache.tokens[start: start + body]
+            out[pos + body] = eos
+            pos += take
+        return out
+
+    def _write_text(self, writer: TextShardWriter, chunk: _Entries) -> None:
+        pieces: list[np.ndarray | bytes] = []
+        offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
+        doc_ids: list[str] = []
+        for i, (dom, doc, epoch, take) in enumerate(
+            zip(chunk.dom.tolist(), chunk.doc.tolist(), chunk.epoch.tolist(), chunk.take.tolist())
+        ):
+            cache = self.caches[dom]
+            doc_ids.append(cache.doc_ids[doc].decode())
+            if take == int(cache.token_offsets[doc + 1] - cache.token_offsets[doc]) + 1:
+                piece = cache.text[cache.text_offsets[doc]: cache.text_offsets[doc + 1]]
+            else:
+                piece = self._cut(dom, doc, take)
+            pieces.append(piece)
+            offsets[i + 1] = offsets[i] + len(piece)
+        data = np.concatenate([np.frombuffer(p, np.uint8) if isinstance(p, bytes) else np.asarray(p) for p in pieces]) \
+            if pieces else np.zeros(0, np.uint8)
+        writer.add(doc_ids=doc_ids, domains=[self.domains[d] for d in chunk.dom.tolist()], text_offsets=offsets,
+                   text_data=data, epochs=chunk.epoch, n_tokens=chunk.take)
+
+    def _cut(self, dom: int, doc: int, take: int) -> bytes:
+        """The text prefix covered by the first ``take - 1`` tokens of a document (re-encoded for offsets)."""
+        key = (dom, doc, take)
+        if key not in self._cut_text:
+            cache = self.caches[dom]
+            text = cache.doc_text(doc)
+            enc = self.tokenizer.encode(text, add_special_tokens=False)
+            kept = take - 1
+            end = enc.offsets[kept - 1][1] if kept > 0 else 0
+            self._cut_text[key] = text[:end].encode("utf-8")
+        return self._cut_text[key]
+
+
+def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
+    """Greedy: a shard closes before the document that would take it past ``shard_tokens``."""
+    bounds, start, size = [], 0, 0
+    for i, t in enumerate(take.tolist()):
+        if size and size + t > shard_tokens:
+            bounds.append((start, i))
+            start, size = i, 0
+        size += t
+    if start < len(take) or not bounds:
+        bounds.append((start, len(take)))
+    return bounds
+
+
+def _chunk_bounds(take: np.ndarray, max_tokens: int, max_docs: int) -> list[tuple[int, int]]:
+    bounds, start, size = [], 0, 0
+    for i, t in enumerate(take.tolist()):
+        if i > start and (size + t > max_tokens or i - start >= max_docs):
+            bounds.append((start, i))
+            start, size = i, 0
+        size += t
+    if start < len(take):
+        bounds.append((start, len(take)))
+    return bounds
+
+
+def build_schedules(plan: QuotaPlan, caches: dict[str, DomainCache], seed: int) -> dict[str, Schedule]:
+    return {
+        d: domain_schedule(caches[d].lengths if d in caches else np.zeros(0, np.int64), q.quota,
+                           seed=sub_seed(seed, "domain", d))
+        for d, q in plan.domains.items()
+    }
+
+
+def mixed_entries(domains: list[str], schedules: dict[str, Schedule], seed: int) -> _Entries:
+    """All domains' document copies in one global order (a seeded permutation)."""
+    parts = [(i, schedules[d]) for i, d in enumerate(domains)]
+    dom = np.concatenate([np.full(len(s), i, np.int32) for i, s in parts])
+    ent = _Entries(dom, np.concatenate([s.doc for _, s in parts]), np.concatenate([s.epoch for _, s in parts]),
+                   np.concatenate([s.take for _, s in parts]))
+    order = permutation(len(ent), sub_seed(seed, "global"))
+    return _Entries(ent.dom[order], ent.doc[order], ent.epoch[order], ent.take[order])
+
+
+def build_key(fingerprints: dict[str, str], mixture: dict, config: OutputConfig, seed: int, tokenizer_sha: str) -> str:
+    from pipeline.config.typed import to_plain
+
+    payload = {"fingerprints": fingerprints, "mixture": mixture, "output": to_plain(config), "seed": seed,
+               "tokenizer": tokenizer_sha, "version": manifest_mod.MANIFEST_VERSION}
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def emit_training_set(
+    inputs: EmissionInputs,
+    *,
+    config: OutputConfig,
+    out_dir: Path,
+    cache_dir: Path | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> dict:
+    """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``)."""
+    say = progress or (lambda _msg: None)
+    out_dir = Path(out_dir)
+    parent = out_dir.parent
+    parent.mkdir(parents=True, exist_ok=True)
+    cache_dir = Path(cache_dir) if cache_dir else parent / f"{out_dir.name}.cache"
+    for stale in list(parent.glob(f"{out_dir.name}.partial-*")) + list(parent.glob(f"{out_dir.name}.old-*")):
+        shutil.rmtree(stale, ignore_errors=True)
+    clean_stale(cache_dir)
+
+    proportions = {str(d): float(p) for d, p in inputs.mixture.get("proportions", {}).items()}
+    if not proportions:
+        raise EmissionError("the mixture has no 'proportions' mapping of domain -> weight")
+    tokenizer = Tokenizer.from_file(str(inputs.tokenizer_path))
+    tokenizer_sha = file_sha256(inputs.tokenizer_path)
+    eos_token, eos_id = find_eos(tokenizer, config.eos_token)
+    dtype = dtype_for_vocab(tokenizer.get_vocab_size(with_added_tokens=True))
+
+    domains = sorted(set(proportions) | set(inputs.domain_files))
+    fingerprints = {d: fingerprint(sorted(inputs.domain_files.get(d, [])), tokenizer_sha256=tokenizer_sha, dtype=dtype)
+                    for d in domains}
+    key = build_key(fingerprints, inputs.mixture, config, inputs.seed, tokenizer_sha)
+    if (out_dir / "manifest.json").exists():
+        from pipeline.emission.verify import verify
+
+        try:
+            old = json.loads((out_dir / "manifest.json").read_text())
+        except ValueError:
+            old = {}
+        if old.get("build_key") == key and not verify(out_dir):
+            say(f"training set in {out_dir} is up to date")
+            return old
+
+    caches: dict[str, DomainCache] = {}
+    for d in domains:
+        files = sorted(inputs.domain_files.get(d, []))
+        say(f"tokenizing {d} ({len(files)} files)")
+        caches[d] = build_domain_cache(d, files, cache_root=cache_dir, tokenizer=tokenizer, dtype=dtype,
+                                       fp=fingerprints[d], batch_bytes=config.encode_batch_bytes, progress=progress)
+    available = {d: int(c.lengths.sum()) for d, c in caches.items()}
+    plan = plan_quotas({d: proportions.get(d, 0.0) for d in domains}, available, total_tokens=config.total_tokens,
+                       max_epochs=config.max_epochs, over_cap=config.over_cap)
+    schedules = build_schedules(plan, caches, inputs.seed)
+
+    work = parent / f"{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
+    work.mkdir()
+    try:
+        cache_list = [caches[d] for d in domains]
+        common = dict(domains=domains, caches=cache_list, tokenizer=tokenizer, eos_id=eos_id, dtype=dtype,
+                      formats=list(config.formats), shard_tokens=config.shard_tokens)
+        sets: dict[str, dict] = {}
+        if config.mixed:
+            say("writing the mixed set")
+            shards = _ShardSetWriter(folder=work / "mixed", rel="mixed", label="mixed", **common).write(
+                mixed_entries(domains, schedules, inputs.seed))
+            sets["mixed"] = {"shards": shards}
+        if config.per_domain:
+            for i, d in enumerate(domains):
+                if plan.domains[d].quota == 0:
+                    continue
+                say(f"writing the {d} set")
+                s = schedules[d]
+                entries = _Entries(np.full(len(s), i, np.int32), s.doc, s.epoch, s.take)
+                shards = _ShardSetWriter(folder=work / "domains" / d, rel=f"domains/{d}", label=d, **common).write(entries)
+                sets[f"domains/{d}"] = {"shards": shards}
+        manifest = manifest_mod.build_manifest(
+            inputs=inputs, config=config, plan=plan, schedules=schedules, caches=caches, sets=sets,
+            tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha, eos=(eos_token, eos_id), dtype=dtype,
+            fingerprints=fingerprints, build_key=key,
+        )
+        for folder in [work, *[p for p in work.rglob("*") if p.is_dir()]]:
+            _fsync_dir(folder)
+        manifest_mod.write_manifest(work / "manifest.json", manifest)
+        _fsync_file(work / "manifest.json")
+        _fsync_dir(work)
+        old = None
+        if out_dir.exists():
+            old = parent / f"{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
+            os.rename(out_dir, old)
+        os.rename(work, out_dir)
+        _fsync_dir(parent)
+        if old is not None:
+            shutil.rmtree(old, ignore_errors=True)
+    finally:
+        if work.exists():
+            shutil.rmtree(work, ignore_errors=True)
+    if not config.keep_token_cache:
+        shutil.rmtree(cache_dir, ignore_errors=True)
+    say(f"training set written to {out_dir}: {config.total_tokens} tokens")
+    return manifest
+
+
+__all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit_training_set", "find_eos", "mixed_entries"]
