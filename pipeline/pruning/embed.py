@@ -1,0 +1,200 @@
+"""Document embeddings: one L2-normalized float32 vector per doc_id.
+
+Default (no download): hashed word uni- and bigram counts -> sublinear TF-IDF (IDF fitted on a
+deterministic sample) -> truncated SVD to ``dim`` -> L2 normalization. This is LSA, the classic
+offline substitute for a learned text encoder; the SemDeDup/DBP papers used CLIP/OPT embeddings, so
+absolute epsilon values do not transfer one-to-one. Option: a sentence-transformers model loaded
+from a local folder (never downloaded); the package is imported only when asked for.
+
+Stored at ``<root>/embeddings/embeddings.parquet`` (doc_id, domain, embedding as a fixed-size list
+of float32) with ``meta.json``; written to temporary names and renamed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from pipeline.config.pruning import EmbeddingConfig
+from pipeline.store import DataRoot, write_json
+
+ASSET_DIR = "embeddings"
+
+
+def l2_normalize(x: np.ndarray) -> np.ndarray:
+    x = np.asarray(x, dtype=np.float32)
+    norms = np.linalg.norm(x, axis=1, keepdims=True)
+    # Zero vectors (a document with no word token) stay zero: cosine 0 to everything.
+    return x / np.where(norms > 0, norms, 1.0)
+
+
+class HashingSVDEmbedder:
+    """Hashing -> TF-IDF -> truncated SVD. ``fit`` on a sample, ``transform`` in batches."""
+
+    def __init__(self, *, dim: int = 128, n_features: int = 2**18, max_chars: int = 8000, seed: int = 0):
+        from sklearn.feature_extraction.text import HashingVectorizer
+
+        self.dim = dim
+        self.max_chars = max_chars
+        self.seed = seed
+        self.vectorizer = HashingVectorizer(
+            n_features=n_features, alternate_sign=False, norm=None, ngram_range=(1, 2),
+            token_pattern=r"(?u)\b\w+\b", dtype=np.float32,
+        )
+        self.tfidf = None
+        self.svd = None
+
+    def _counts(self, texts: list[str]):
+        return self.vectorizer.transform([t[: self.max_chars] for t in texts])
+
+    def fit(self, texts: list[str]) -> HashingSVDEmbedder:
+        from sklearn.decomposition import TruncatedSVD
+        from sklearn.feature_extraction.text import TfidfTransformer
+
+        counts = self._counts(texts)
+        self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
+        weighted = self.tfidf.transform(counts)
+        # SVD needs fewer components than samples; tiny pools get a smaller space.
+        components = max(1, min(self.dim, weighted.shape[0] - 1, weighted.shape[1] - 1))
+        self.svd = TruncatedSVD(n_components=components, algorithm="randomized", n_iter=5,
+                                random_state=self.seed % 2**32).fit(weighted)
+        self.dim = components
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        if self.svd is None:
+            raise RuntimeError("fit the embedder first")
+        return l2_normalize(self.svd.transform(self.tfidf.transform(self._counts(texts))))
+
+
+class SentenceTransformerEmbedder:
+    """A sentence-transformers model from a local folder; mean pooling as the model defines it."""
+
+    def __init__(self, *, model_path: str, max_chars: int = 8000, batch_size: int = 64):
+        try:
+            from sentence_transformers import SentenceTransformer
+        except ImportError as exc:  # optional dependency
+            raise RuntimeError("embedding.kind 'sentence-transformers' needs the sentence-transformers "
+                               "package; install it or use kind 'hashing-svd'") from exc
+        if not Path(model_path).is_dir():
+            raise FileNotFoundError(f"embedding.model_path {model_path!r} is not a local folder (no downloads)")
+        import torch
+
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model = SentenceTransformer(model_path, device=device, local_files_only=True)
+        self.max_chars = max_chars
+        self.batch_size = batch_size
+        self.dim = int(self.model.get_sentence_embedding_dimension())
+
+    def fit(self, texts: list[str]) -> SentenceTransformerEmbedder:
+        return self
+
+    def transform(self, texts: list[str]) -> np.ndarray:
+        out = self.model.encode([t[: self.max_chars] for t in texts], batch_size=self.batch_size,
+                                convert_to_numpy=True, normalize_embeddings=True, show_progress_bar=False)
+        return l2_normalize(out)
+
+
+def make_embedder(config: EmbeddingConfig, *, seed: int):
+    if config.kind == "sentence-transformers":
+        return SentenceTransformerEmbedder(model_path=config.model_path or "", max_chars=config.max_chars,
+                                           batch_size=min(config.batch_size, 256))
+    return HashingSVDEmbedder(dim=config.dim, n_features=config.n_features, max_chars=config.max_chars, seed=seed)
+
+
+def _iter_batches(files: list[Path], batch_size: int, columns: list[str]) -> Iterator[pa.RecordBatch]:
+    for path in files:
+        yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
+
+
+def fit_sample_ids(doc_ids: list[str], size: int, seed: int) -> set[str]:
+    """A deterministic sample of ``size`` doc_ids: the smallest seeded hashes (stable across runs)."""
+    if len(doc_ids) <= size:
+        return set(doc_ids)
+    salt = str(seed).encode()
+    keys = np.array([int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8, key=salt[:64]).digest(), "little")
+                     for d in doc_ids], dtype=np.uint64)
+    chosen = np.argpartition(keys, size - 1)[:size]
+    return {doc_ids[i] for i in chosen}
+
+
+@dataclass(frozen=True)
+class EmbeddingInfo:
+    path: Path
+    n_docs: int
+    dim: int
+    kind: str
+    seconds: float
+    docs_per_s: float
+
+    def to_dict(self) -> dict:
+        return {"path": str(self.path), "n_docs": self.n_docs, "dim": self.dim, "kind": self.kind,
+                "seconds": round(self.seconds, 3), "docs_per_s": round(self.docs_per_s, 1)}
+
+
+def embed_stage(
+    root: DataRoot,
+    config: EmbeddingConfig,
+    *,
+    seed: int,
+    input_stage: str,
+    progress: Callable[[str], None] | None = None,
+) -> EmbeddingInfo:
+    """Embed every document of ``input_stage``; writes ``<root>/embeddings/``."""
+    started = time.perf_counter()
+    files = root.data_files(input_stage)
+    ids = [i for b in _iter_batches(files, 65536, ["doc_id"]) for i in b.column(0).to_pylist()]
+    embedder = make_embedder(config, seed=seed)
+    sample = fit_sample_ids(ids, config.fit_sample, seed)
+    texts = [t for b in _iter_batches(files, config.batch_size, ["doc_id", "text"])
+             for d, t in zip(b.column(0).to_pylist(), b.column(1).to_pylist()) if d in sample]
+    if progress:
+        progress(f"embeddings: fitting {config.kind} on {len(texts)} of {len(ids)} documents")
+    embedder.fit(texts)
+    del texts
+    out_dir = root.root / ASSET_DIR
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f"embeddings.parquet.tmp-{uuid.uuid4().hex[:8]}"
+    schema = pa.schema([("doc_id", pa.string()), ("domain", pa.string()),
+                        ("embedding", pa.list_(pa.float32(), embedder.dim))])
+    done = 0
+    try:
+        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
+            for batch in _iter_batches(files, config.batch_size, ["doc_id", "domain", "text"]):
+                vectors = embedder.transform(batch.column(2).to_pylist())
+                flat = pa.array(vectors.reshape(-1), pa.float32())
+                writer.write_table(pa.Table.from_arrays(
+                    [batch.column(0).cast(pa.string()), batch.column(1).cast(pa.string()),
+                     pa.FixedSizeListArray.from_arrays(flat, embedder.dim)], schema=schema))
+                done += batch.num_rows
+                if progress and done % (config.batch_size * 16) < batch.num_rows:
+                    progress(f"embeddings: {done}/{len(ids)} documents")
+        os.replace(tmp, out_dir / "embeddings.parquet")
+    finally:
+        tmp.unlink(missing_ok=True)
+    seconds = time.perf_counter() - started
+    info = EmbeddingInfo(path=out_dir / "embeddings.parquet", n_docs=done, dim=embedder.dim, kind=config.kind,
+                         seconds=seconds, docs_per_s=done / seconds if seconds > 0 else 0.0)
+    write_json(out_dir / "meta.json", info.to_dict() | {"fit_docs": len(sample), "max_chars": config.max_chars})
+    return info
+
+
+def load_embeddings(root: DataRoot) -> tuple[list[str], list[str], np.ndarray]:
+    """(doc_ids, domains, float32 matrix n x dim) in the stored order."""
+    path = root.root / ASSET_DIR / "embeddings.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialize the embeddings asset first")
+    table = pq.read_table(path)
+    column = table.column("embedding").combine_chunks()
+    dim = column.type.list_size
+    matrix = column.values.to_numpy(zero_copy_only=False).reshape(-1, dim).astype(np.float32, copy=False)
+    return table.column("doc_id").to_pylist(), table.column("domain").to_pylist(), matrix
