@@ -26,6 +26,9 @@ from pipeline.config.staging import SourceConfig
 from pipeline.spec import detect_format
 
 _READ_CHUNK = 1 << 20
+# Parquet read batches are capped near this many (uncompressed) bytes as well as at batch_rows:
+# a batch of long documents (source files) would otherwise hold a large part of the file at once.
+_PARQUET_BATCH_BYTES = 4 << 20
 
 
 class BadFileError(Exception):
@@ -186,7 +189,7 @@ def read_parquet(path: Path, render: TextRenderer, batch_rows: int) -> Iterator[
         )
     row = 0
     try:
-        for batch in handle.iter_batches(batch_size=batch_rows, columns=render.fields):
+        for batch in handle.iter_batches(batch_size=_parquet_batch_rows(handle, batch_rows), columns=render.fields):
             columns = [batch.column(f).to_pylist() for f in render.fields]
             for values in zip(*columns):
                 row += 1
@@ -196,6 +199,15 @@ def read_parquet(path: Path, render: TextRenderer, batch_rows: int) -> Iterator[
                 yield RawRow(row, text, reason, detail, raw)
     except (OSError, pa.ArrowException) as exc:
         raise BadFileError(path, "corrupt_file", str(exc), row) from None
+
+
+def _parquet_batch_rows(handle: pq.ParquetFile, batch_rows: int) -> int:
+    """``batch_rows``, or fewer where the file's mean row size would make a batch exceed the byte cap."""
+    meta = handle.metadata
+    if meta.num_rows == 0:
+        return batch_rows
+    total = sum(meta.row_group(i).total_byte_size for i in range(meta.num_row_groups))
+    return max(1, min(batch_rows, _PARQUET_BATCH_BYTES * meta.num_rows // max(total, 1)))
 
 
 def read_text_file(path: Path) -> Iterator[RawRow]:

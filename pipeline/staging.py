@@ -29,6 +29,10 @@ from pipeline.store import DataRoot, write_json
 STAGE = "documents"
 log = logging.getLogger(__name__)
 
+# A batch is also flushed once its texts reach this many characters, so that files of a few very
+# large documents (books) stream too instead of filling a whole batch of ``batch_rows``.
+FLUSH_CHARS = 8 << 20
+
 PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=["domain", "source", "source_file", "stage", "reason"])
 
 
@@ -123,19 +127,24 @@ class _RejectSink:
 
 
 def _documents_batch(domain: str, source: str, source_file: str, rows: list[tuple[int, str]]) -> pa.Table:
-    encoded = [text.encode("utf-8") for _, text in rows]
     texts = pa.array([t for _, t in rows], pa.large_string())
+    # Hash each document straight from the Arrow UTF-8 buffer (the same bytes str.encode gives),
+    # so the batch is never held a second time as Python bytes.
+    offsets = memoryview(texts.buffers()[1]).cast("q")
+    data = memoryview(texts.buffers()[2] or b"")
+    blake2b = hashlib.blake2b
+    ids = [blake2b(data[offsets[i]:offsets[i + 1]], digest_size=16).hexdigest() for i in range(len(rows))]
     n = len(rows)
     return pa.Table.from_arrays(
         [
-            pa.array([hashlib.blake2b(b, digest_size=16).hexdigest() for b in encoded], pa.string()),
+            pa.array(ids, pa.string()),
             pa.array([domain] * n, pa.string()),
             pa.array([source] * n, pa.string()),
             pa.array([source_file] * n, pa.string()),
             pa.array([r for r, _ in rows], pa.int64()),
             texts,
-            pa.array([len(b) for b in encoded], pa.int64()),
-            pa.array([len(t) for _, t in rows], pa.int64()),
+            pc.binary_length(texts),
+            pc.utf8_length(texts),
         ],
         schema=DOCUMENT_SCHEMA,
     )
@@ -161,6 +170,7 @@ def stage_file(
     """Stage one input file into ``out_path``; per-row problems go to ``rejects``."""
     writer: pq.ParquetWriter | None = None
     pending: list[tuple[int, str]] = []
+    pending_chars = 0
     kept_here = 0
     bytes_here = 0
     reasons: Counter[str] = Counter()
@@ -174,15 +184,17 @@ def stage_file(
         })
 
     def flush() -> None:
-        nonlocal writer, bytes_here
+        nonlocal writer, bytes_here, pending_chars
         if not pending:
             return
         table = _documents_batch(source.domain, source.name, display, pending)
+        # The texts now live in the Arrow table: drop the Python strings before the write.
+        pending.clear()
+        pending_chars = 0
         if writer is None:
             writer = pq.ParquetWriter(out_path, DOCUMENT_SCHEMA, **PARQUET_OPTIONS)
         writer.write_table(table, row_group_size=config.batch_rows)
         bytes_here += int(pc.sum(table["n_bytes"]).as_py() or 0)
-        pending.clear()
 
     rows_read = 0
     try:
@@ -199,8 +211,9 @@ def stage_file(
                 reject(raw, "too_large", f"{len(text.encode('utf-8'))} bytes > max_doc_bytes {config.max_doc_bytes}", text)
                 continue
             pending.append((raw.row, text))
+            pending_chars += len(text)
             kept_here += 1
-            if len(pending) >= config.batch_rows:
+            if len(pending) >= config.batch_rows or pending_chars >= FLUSH_CHARS:
                 flush()
         flush()
     except BadFileError as exc:
