@@ -1,11 +1,94 @@
-"""Spec section `mixing` (owned by mixers/)."""
+"""Spec section `mixing` (owned by mixers/): how the domain proportions are chosen and validated.
+
+Every domain's share is capped by an epoch limit: at most ``max_epochs`` passes over the domain's available
+tokens for a training set of ``budget_tokens`` (both default to the `output` section's values, so the cap the
+mixer respects is the one the training set will be written under).
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+MixingMethod = Literal["regmix", "aioli", "uniform", "natural", "temperature"]
+
+
+@dataclass(frozen=True)
+class RegMixSettings:
+    # "lightgbm" (the paper's choice: gbdt, 1000 rounds, lr 0.01, seed 42) or "ridge" (linear).
+    regressor: Literal["lightgbm", "ridge"] = "lightgbm"
+    # Simulated mixtures predicted in the search (the paper: 1,000,000) and how many of the best are averaged.
+    num_samples: int = 1_000_000
+    top_k: int = 100
+    # Dirichlet(prior x strength) for the simulated mixtures (the notebook: 1.0, no temperature).
+    search_strength: float = 1.0
+    # Share of proxy runs held out to report fit quality (Spearman, MSE); the final fit uses all runs.
+    holdout: float = 0.2
+    ridge_alpha: float = 0.01
+    num_boost_round: int = 1000
+    learning_rate: float = 0.01
+
+    def __post_init__(self) -> None:
+        if self.num_samples < 1 or not 1 <= self.top_k <= self.num_samples:
+            raise ValueError("need num_samples >= 1 and 1 <= top_k <= num_samples")
+        if not 0 <= self.holdout < 1:
+            raise ValueError("holdout must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class AioliSettings:
+    # Training steps of the online run, probes included (None: the proxies section's steps).
+    total_steps: int | None = None
+    # Steps per round (T = total_steps / update_steps rounds); LearnParams probes come out of each round.
+    update_steps: int = 250
+    lp_rounds: int = 4
+    lp_steps: int = 4
+    one_hot_factor: float = 0.625
+    eta: float = 0.2
+    # EMA of the normalized A (all released scripts use one); null: the cumulative update without EMA.
+    ema: float | None = 0.1
+    # Restricted setting: first train `prior_steps` on this baseline, then run the loop.
+    prior: Literal["none", "uniform", "natural", "temperature"] = "none"
+    prior_steps: int = 0
+    init: Literal["uniform", "prior"] = "uniform"
+    # The mixture handed on: p at the end of the run, or the step-weighted average of the trained segments.
+    output: Literal["final", "average"] = "final"
+
+    def __post_init__(self) -> None:
+        if self.prior_steps and self.prior == "none":
+            raise ValueError("prior_steps > 0 needs a prior (the restricted setting)")
+        if self.ema is not None and not 0 <= self.ema < 1:
+            raise ValueError("ema must be in [0, 1)")
+
+
+@dataclass(frozen=True)
+class ValidationSettings:
+    # Train a proxy on the chosen mixture and on each baseline with the same token budget; compare held-out loss.
+    enabled: bool = True
+    baselines: list[Literal["uniform", "natural", "temperature"]] = field(
+        default_factory=lambda: ["uniform", "natural"])
+    seeds: int = 1
+    # Training steps of each validation proxy (None: the proxies section's steps).
+    steps: int | None = None
 
 
 @dataclass(frozen=True)
 class MixingConfig:
-    method: Literal["regmix", "aioli", "uniform", "natural", "temperature"] = "regmix"
+    method: MixingMethod = "regmix"
+    # Target = sum of weight x validation loss over these names: per-domain losses use the domain name,
+    # target sets (e.g. eval texts) their name in the proxy results. Empty: the mean per-domain loss.
+    target_weights: dict[str, float] = field(default_factory=dict)
+    # Epoch cap (None: output.max_epochs) for a training set of budget_tokens (None: output.total_tokens).
+    max_epochs: float | None = None
+    budget_tokens: int | None = None
+    # The temperature baseline: p ~ tokens^(1/T).
+    temperature: float = 2.0
+    regmix: RegMixSettings = field(default_factory=RegMixSettings)
+    aioli: AioliSettings = field(default_factory=AioliSettings)
+    validation: ValidationSettings = field(default_factory=ValidationSettings)
+
+    def __post_init__(self) -> None:
+        if any(w < 0 for w in self.target_weights.values()):
+            raise ValueError("target_weights must be non-negative")
+        if self.temperature <= 0:
+            raise ValueError("temperature must be positive")
