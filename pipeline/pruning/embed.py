@@ -52,15 +52,22 @@ class HashingSVDEmbedder:
         )
         self.tfidf = None
         self.svd = None
+        self.columns = None
 
     def _counts(self, texts: list[str]):
-        return self.vectorizer.transform([t[: self.max_chars] for t in texts])
+        counts = self.vectorizer.transform([t[: self.max_chars] for t in texts])
+        # Only hash buckets seen while fitting carry SVD weight; dropping the others keeps the SVD's
+        # working matrices (n_features x dim) small without changing the projection.
+        return counts if self.columns is None else counts[:, self.columns]
 
     def fit(self, texts: list[str]) -> HashingSVDEmbedder:
         from sklearn.decomposition import TruncatedSVD
         from sklearn.feature_extraction.text import TfidfTransformer
 
-        counts = self._counts(texts)
+        self.columns = None
+        counts = self._counts(texts).tocsc()
+        self.columns = np.flatnonzero(np.diff(counts.indptr))
+        counts = counts[:, self.columns].tocsr()
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
         weighted = self.tfidf.transform(counts)
         # SVD needs fewer components than samples; tiny pools get a smaller space.

@@ -295,17 +295,18 @@ def write_report(root: DataRoot, report: dict) -> Path:
 
 
 def _plot(report: dict, path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     c = report["clusters"]
     sizes = np.array(c["sizes"], dtype=float)
     kept = np.array(c.get("budget") or c.get("kept") or [0] * len(sizes), dtype=float)
     cx = np.array([np.nan if v is None else v for v in c["complexity"]], dtype=float)
     order = np.argsort(-sizes)
-    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    # The object API on an Agg canvas: no pyplot state, safe in a headless worker thread.
+    fig = Figure(figsize=(15, 4))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 3)
     axes[0].bar(np.arange(len(sizes)), sizes[order], color="#bbb", label="cluster size")
     axes[0].bar(np.arange(len(sizes)), kept[order], color="#1f77b4", label="kept (budget)")
     axes[0].set(xlabel="cluster (by size)", ylabel="documents", title="cluster sizes and budgets")
@@ -322,6 +323,5 @@ def _plot(report: dict, path: Path) -> None:
     axes[2].legend()
     fig.tight_layout()
     tmp = path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    fig.savefig(tmp, dpi=80)
-    plt.close(fig)
+    fig.savefig(tmp, dpi=80, metadata={"Software": None})
     os.replace(tmp, path)
