@@ -111,8 +111,10 @@ class _ShardSetWriter:
     """Writes one set (mixed, or one domain) as shards of at most ``shard_tokens`` tokens."""
 
     def __init__(self, *, folder: Path, rel: str, label: str, domains: list[str], caches: list[DomainCache],
-                 tokenizer: Tokenizer, eos_id: int, dtype: np.dtype, formats: list[str], shard_tokens: int):
+                 tokenizer: Tokenizer, eos_id: int, dtype: np.dtype, formats: list[str], shard_tokens: int,
+                 progress: Callable[[str], None] | None = None):
         self.folder, self.rel, self.label = folder, rel, label
+        self.progress = progress
         self.domains, self.caches, self.tokenizer = domains, caches, tokenizer
         self.eos_id, self.dtype, self.formats, self.shard_tokens = eos_id, dtype, formats, shard_tokens
         self._cut_text: dict[tuple[int, int, int], bytes] = {}
@@ -122,6 +124,8 @@ class _ShardSetWriter:
         records = []
         for i, (a, b) in enumerate(_shard_bounds(entries.take, self.shard_tokens)):
             records.append(self._write_shard(f"shard-{i:05d}", entries.slice(a, b)))
+            if self.progress:
+                self.progress(f"wrote {self.rel}/shard-{i:05d}: {records[-1]['tokens']} tokens")
         return records
 
     def _write_shard(self, name: str, entries: _Entries) -> dict:
@@ -317,7 +321,7 @@ def emit_training_set(
     try:
         cache_list = [caches[d] for d in domains]
         common = dict(domains=domains, caches=cache_list, tokenizer=tokenizer, eos_id=eos_id, dtype=dtype,
-                      formats=list(config.formats), shard_tokens=config.shard_tokens)
+                      formats=list(config.formats), shard_tokens=config.shard_tokens, progress=progress)
         sets: dict[str, dict] = {}
         if config.mixed:
             say("writing the mixed set")
@@ -360,4 +364,42 @@ def emit_training_set(
     return manifest
 
 
-__all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit_training_set", "find_eos", "mixed_entries"]
+
+
+
+PRUNED_STAGE = "pruned"
+
+
+def emit(spec, *, root=None, progress: Callable[[str], None] | None = None) -> tuple[Path, dict]:
+    """Emit the training set of ``spec``: pruned documents, ``<root>/tokenizer/tokenizer.json`` and
+    ``<root>/mixture/mixture.json`` in, ``<root>/training_set`` (or ``output.path``) out."""
+    from pipeline.store import DataRoot
+
+    root = root or DataRoot(spec.data_root)
+    config: OutputConfig = spec.output
+    tokenizer_path = root.root / "tokenizer" / "tokenizer.json"
+    if not tokenizer_path.exists() and spec.tokenizer.path:
+        user = Path(spec.tokenizer.path)
+        tokenizer_path = user if user.is_absolute() else spec.path.parent / user
+    if not tokenizer_path.exists():
+        raise EmissionError(f"no tokenizer at {tokenizer_path}: materialize the `tokenizer` asset first")
+    mixture_path = root.root / "mixture" / "mixture.json"
+    if not mixture_path.exists():
+        raise EmissionError(f"no mixture at {mixture_path}: materialize the `mixture` asset first")
+    mixture = json.loads(mixture_path.read_text())
+    domains = root.domains(PRUNED_STAGE)
+    if not domains:
+        raise EmissionError(f"no pruned documents under {root.stage_dir(PRUNED_STAGE)}: materialize `pruned_documents` first")
+    inputs = EmissionInputs(
+        domain_files={d: root.data_files(PRUNED_STAGE, [d]) for d in domains},
+        tokenizer_path=tokenizer_path,
+        mixture=mixture,
+        mixture_path=mixture_path,
+        seed=spec.seed_for("emission"),
+        provenance=manifest_mod.provenance(root, spec_hash=spec.spec_hash, spec_seed=spec.seed),
+    )
+    out_dir = Path(config.path) if config.path else root.root / "training_set"
+    if not out_dir.is_absolute():
+        out_dir = spec.path.parent / out_dir
+    return out_dir, emit_training_set(inputs, config=config, out_dir=out_dir, progress=progress)
+__all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit", "emit_training_set", "find_eos", "mixed_entries"]

@@ -1,0 +1,68 @@
+"""Output assets: `training_set`, the sharded training set with its manifest, and its checks."""
+
+import json
+
+import dagster as dg
+
+from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.resources import CuramixResource
+from pipeline.emission.verify import verify
+from pipeline.emission.writer import emit
+
+ASSET = "training_set"
+
+
+def build_stage(ctx: BuildContext) -> StageDefinitions:
+    @dg.asset(
+        name=ASSET,
+        group_name="output",
+        deps=["pruned_documents", "tokenizer", "mixture"],
+        kinds={"parquet", "numpy"},
+        description="Sharded training set: per-domain token quotas from the mixture (exact), Megatron "
+        ".bin/.idx and Parquet text shards, one set per domain and one pre-mixed set, and manifest.json.",
+        check_specs=[
+            dg.AssetCheckSpec("manifest_verifies", asset=ASSET, blocking=True,
+                              description="every shard matches the manifest: sizes, sha256, counts, index structure, proportions"),
+            dg.AssetCheckSpec("no_empty_shard", asset=ASSET, blocking=True,
+                              description="every shard holds at least one document"),
+        ],
+        code_version="emission-1",
+    )
+    def training_set(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        out_dir, manifest = emit(spec, progress=context.log.info)
+        rows = [
+            {"domain": d, "target": round(v["target_proportion"], 4), "achieved": round(v["achieved_proportion"], 4),
+             "tokens": v["tokens"], "documents": v["documents"], "epochs": round(v["epochs"], 3), "capped": v["capped"]}
+            for d, v in manifest["domains"].items()
+        ]
+        shards = [s for st in manifest["sets"].values() for s in st["shards"]]
+        yield dg.MaterializeResult(
+            metadata={
+                "path": dg.MetadataValue.path(str(out_dir)),
+                "total_tokens": manifest["total_tokens"],
+                "dtype": manifest["dtype"],
+                "shards": len(shards),
+                "renormalized": manifest["quotas"]["renormalized"],
+                "mixer": manifest["mixer"]["method"] or "unknown",
+                "domains": preview_markdown(rows),
+                "megatron_data_path": dg.MetadataValue.text(manifest.get("megatron_data_path") or ""),
+            },
+            data_version=dg.DataVersion(manifest["build_key"][:16]),
+        )
+        problems = verify(out_dir)
+        yield dg.AssetCheckResult(
+            check_name="manifest_verifies", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"discrepancies": len(problems), "first": "\n".join(problems[:20]) or "none"},
+        )
+        empty = [f"{name}/{s['name']}" for name, st in manifest["sets"].items() for s in st["shards"]
+                 if s["documents"] == 0 or s["tokens"] == 0]
+        yield dg.AssetCheckResult(
+            check_name="no_empty_shard", passed=not empty and bool(shards), severity=dg.AssetCheckSeverity.ERROR,
+            metadata={"empty": json.dumps(empty), "shards": len(shards)},
+        )
+
+    return StageDefinitions(assets=[training_set])
+
+
+__all__ = ["build_stage"]
