@@ -1,8 +1,14 @@
-"""Spec sections `tokenizer` and `proxies` (owned by proxies/)."""
+"""Spec sections `tokenizer` and `proxies` (owned by proxies/).
+
+Defaults are sized for a 2-core CPU: the RegMix proxy shape (2 layers, SwiGLU, RMSNorm, RoPE) with a
+narrower width and a short context, so that a sweep of dozens of proxies over ~200k tokens per domain
+runs in minutes. On a GPU, raise ``model.d_model``, ``train.batch_size`` and ``train.steps``.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Literal
 
 
 @dataclass(frozen=True)
@@ -10,8 +16,95 @@ class TokenizerConfig:
     vocab_size: int = 4096
     # A user-supplied tokenizer.json; when set, no tokenizer is trained.
     path: str | None = None
+    min_frequency: int = 2
+    # BPE is trained on at most this many bytes of text, drawn evenly across domains (seeded).
+    max_training_bytes: int = 20_000_000
+
+    def __post_init__(self) -> None:
+        if not 256 < self.vocab_size <= 2**32:
+            raise ValueError("vocab_size must be above 256 (the byte alphabet) and fit in uint32")
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    """A decoder-only LM (see proxies/model.py). RegMix's 1M proxy: n_layers 2, d_model 256, n_heads 8, d_ff 512."""
+
+    n_layers: int = 2
+    d_model: int = 256
+    n_heads: int = 4
+    d_ff: int = 512  # SwiGLU inner width
+    seq_len: int = 256
+    rope_base: float = 10000.0
+    tie_embeddings: bool = False
+    init_std: float = 0.02
+
+    def __post_init__(self) -> None:
+        if self.d_model % self.n_heads or (self.d_model // self.n_heads) % 2:
+            raise ValueError("d_model must split into n_heads heads of even width (rotary positions)")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Optimisation settings shared by every member of a population (RegMix: AdamW, betas (0.9, 0.95),
+    weight decay 0.1, grad clip 1.0, constant LR after warm-up)."""
+
+    steps: int = 300
+    batch_size: int = 16  # sequences per step, per member
+    lr: float = 2e-3
+    warmup_steps: int = 30
+    min_lr_ratio: float = 1.0  # 1.0 = constant after warm-up (RegMix); < 1 = cosine decay to lr * ratio
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.95
+    grad_clip: float = 1.0
+    # Steps at which validation losses are recorded (the last step is always added).
+    eval_at: list[int] = field(default_factory=list)
+    eval_tokens: int = 32_768  # per domain and per target at each checkpoint
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # Members trained in one batched model at a time (0 = all at once; on CPU a few suffice to fill the cores).
+    population_chunk: int = 0
+    compile: bool = False
+
+
+@dataclass(frozen=True)
+class TargetSetConfig:
+    """Text a mixture should make a model good at, e.g. a ../shared/eval JSONL; each row is rendered with
+    ``template`` (``str.format`` over the row's fields) or, for plain text files, taken whole."""
+
+    name: str
+    path: str
+    template: str | None = None
+    max_docs: int | None = None
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """A sweep of candidate mixtures, each trained as a proxy (one dynamic partition of ``proxy_runs``)."""
+
+    name: str = "sweep0"
+    n_mixtures: int = 32
+    seeds: list[int] = field(default_factory=lambda: [0])
 
 
 @dataclass(frozen=True)
 class ProxiesConfig:
     enabled: bool = True
+    model: ModelConfig = field(default_factory=ModelConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    # Fraction of each domain's documents (by document, seeded) held out for validation.
+    validation_fraction: float = 0.1
+    min_validation_docs: int = 1
+    # Cap on train tokens kept per domain in the bins (None = all).
+    max_train_tokens_per_domain: int | None = None
+    targets: list[TargetSetConfig] = field(default_factory=list)
+    sweeps: list[SweepConfig] = field(default_factory=lambda: [SweepConfig()])
+    # The reference proxy (natural mixture) used for per-document difficulty scores (SeTa).
+    reference_steps: int | None = None  # None = train.steps
+    score_batch_tokens: int = 16_384
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.validation_fraction < 1.0:
+            raise ValueError("validation_fraction must be in (0, 1)")
+        names = [s.name for s in self.sweeps]
+        if len(set(names)) != len(names):
+            raise ValueError("sweep names must be unique")

@@ -1,0 +1,256 @@
+"""Proxy assets: `tokenizer`, `reference_proxy`, `difficulty_scores`, `token_bins`, `proxy_runs` (dynamic partitions).
+
+Outputs under the data root (all written to a temporary name, then renamed):
+  tokenizer/tokenizer.json, tokenizer/meta.json                 (sha256, vocab size, where it came from)
+  reference_proxy/bins/..., reference_proxy/{model.safetensors, proxy.json, results.parquet}
+  difficulty_scores/scores.parquet                               doc_id, domain, loss, n_tokens
+  token_bins/...                                                 see proxies/bins.py
+  proxy_runs/<sweep>/{results.parquet, meta.json}                see proxies/population.py for the columns
+"""
+
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import dagster as dg
+import numpy as np
+import polars as pl
+
+from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.resources import CuramixResource
+from pipeline.config.typed import to_plain
+from pipeline.store import DataRoot, write_json
+from proxies.bins import Bins, build_bins, read_target_texts
+from proxies.population import train_population
+from proxies.scoring import score_stage
+from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
+from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
+                               train_tokenizer)
+
+SWEEPS = dg.DynamicPartitionsDefinition(name="proxy_sweeps")
+SCORE_COLUMNS = {"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64}
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
+        final.rename(old)
+        tmp.rename(final)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(final)
+
+
+def _tmp_dir(final: Path) -> Path:
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp.mkdir()
+    return tmp
+
+
+def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+    frame.write_parquet(tmp)
+    tmp.replace(path)
+
+
+def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_path: Path) -> dg.AssetCheckResult:
+    tok = load_tokenizer(tokenizer_path)
+    texts = [t for d in domains for t in root.scan(stage, [d]).select("text").head(20).collect()["text"].to_list()]
+    bad = [t[:60] for t in texts if tok.decode(tok.encode(t, add_special_tokens=False).ids, skip_special_tokens=False) != t]
+    return dg.AssetCheckResult(check_name="roundtrip", passed=not bad, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"documents_checked": len(texts), "mismatches": len(bad),
+                                         "first_mismatch": bad[0] if bad else "none"})
+
+
+def bins_check(path: Path) -> dg.AssetCheckResult:
+    bins = Bins.open(path)
+    problems = []
+    for d in bins.domains:
+        docs = pl.read_parquet(path / f"domain={d}" / "docs.parquet")
+        train_ids = set(docs.filter(pl.col("split") == "train")["doc_id"])
+        overlap = train_ids & set(docs.filter(pl.col("split") == "val")["doc_id"])
+        if overlap:
+            problems.append(f"{d}: {len(overlap)} documents in both train and validation")
+        for split, array in (("train", bins.train[d]), ("val", bins.val[d])):
+            expected = int(docs.filter(pl.col("split") == split)["n_tokens"].sum()) + docs.filter(pl.col("split") == split).height
+            if len(array) != expected:
+                problems.append(f"{d}/{split}: {len(array)} tokens on disk, {expected} expected")
+    return dg.AssetCheckResult(check_name="split_and_sizes", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
+                               metadata={"problems": "\n".join(problems) or "none"})
+
+
+def build_stage(ctx: BuildContext) -> StageDefinitions:
+    @dg.asset(
+        name="tokenizer", deps=["curated_documents"], group_name="proxies", kinds={"tokenizers"},
+        description="Byte-level BPE trained offline on the curated pool (or the user's tokenizer.json), with sha256.",
+        check_specs=[dg.AssetCheckSpec("roundtrip", asset="tokenizer", blocking=True,
+                                       description="curated documents decode back to themselves exactly")],
+        code_version="tokenizer-1",
+    )
+    def tokenizer(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        root = DataRoot(spec.data_root)
+        cfg = spec.tokenizer
+        tmp = _tmp_dir(root.root / "tokenizer")
+        started = time.perf_counter()
+        if cfg.path:
+            user = Path(cfg.path) if Path(cfg.path).is_absolute() else spec.path.parent / cfg.path
+            shutil.copyfile(user, tmp / "tokenizer.json")
+            origin = {"source": "user", "path": str(user)}
+        else:
+            texts = sample_training_texts(root, "curated", spec.domains, max_bytes=cfg.max_training_bytes,
+                                          seed=spec.seed_for("tokenizer"))
+            tok = train_tokenizer(texts, vocab_size=cfg.vocab_size, min_frequency=cfg.min_frequency)
+            save_tokenizer(tok, tmp / "tokenizer.json")
+            origin = {"source": "trained", "stage": "curated", "max_training_bytes": cfg.max_training_bytes}
+        tok = load_tokenizer(tmp / "tokenizer.json")
+        sha = file_sha256(tmp / "tokenizer.json")
+        meta = {"sha256": sha, "vocab_size": tok.get_vocab_size(), "eot_id": eot_id(tok), **origin}
+        write_json(tmp / "meta.json", meta)
+        _replace_dir(tmp, root.root / "tokenizer")
+        context.log.info(f"tokenizer {sha[:12]} ({meta['vocab_size']} tokens) in {time.perf_counter() - started:.1f}s")
+        yield dg.MaterializeResult(metadata={**meta, "path": dg.MetadataValue.path(str(root.root / "tokenizer"))},
+                                   data_version=dg.DataVersion(sha[:16]))
+        yield roundtrip_check(root, "curated", spec.domains, root.root / "tokenizer" / "tokenizer.json")
+
+    @dg.asset(
+        name="reference_proxy", deps=["tokenizer"], group_name="proxies", kinds={"pytorch", "safetensors"},
+        description="One proxy trained on the natural mixture (token shares) of the curated pool; scores documents.",
+        code_version="reference-proxy-1",
+    )
+    def reference_proxy(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        root = DataRoot(spec.data_root)
+        cfg = spec.proxies
+        tmp = _tmp_dir(root.root / "reference_proxy")
+        tok_dir = root.root / "tokenizer"
+        tok = load_tokenizer(tok_dir / "tokenizer.json")
+        meta = build_bins(root, "curated", spec.domains, tmp / "bins", tokenizer=tok,
+                          tokenizer_sha256=file_sha256(tok_dir / "tokenizer.json"),
+                          validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
+                          max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("reference_proxy"),
+                          progress=context.log.info)
+        extra = {"enabled": cfg.enabled, "tokenizer_sha256": meta["tokenizer_sha256"]}
+        if cfg.enabled:
+            bins = Bins.open(tmp / "bins")
+            prior = bins.prior()
+            results = train_population(
+                bins, prior[None, :], cfg, spec.seed_for("reference_proxy"), run_ids=["reference"],
+                steps=cfg.reference_steps or cfg.train.steps, progress=context.log.info,
+                keep=lambda i, model, j: save_proxy(tmp, model, j, extra=extra | {"mixture": dict(zip(bins.domains, prior.tolist()))}))
+            results.write_parquet(tmp / "results.parquet")
+            final = results.filter(pl.col("step") == pl.col("step").max()).to_dicts()[0]
+        else:
+            write_json(tmp / "proxy.json", extra)
+            final = {}
+        _replace_dir(tmp, root.root / "reference_proxy")
+        return dg.MaterializeResult(metadata={"enabled": cfg.enabled, "final": dg.MetadataValue.json(final),
+                                              "path": dg.MetadataValue.path(str(root.root / "reference_proxy"))})
+
+    @dg.asset(
+        name="difficulty_scores", deps=["reference_proxy"], group_name="proxies", kinds={"parquet", "pytorch"},
+        description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score).",
+        code_version="difficulty-scores-1",
+    )
+    def difficulty_scores(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        root = DataRoot(spec.data_root)
+        out = root.root / "difficulty_scores"
+        out.mkdir(parents=True, exist_ok=True)
+        if spec.proxies.enabled:
+            model, _ = load_proxy(root.root / "reference_proxy")
+            tok = load_tokenizer(root.root / "tokenizer" / "tokenizer.json")
+            scores = score_stage(root, "curated", spec.domains, model=model, tokenizer=tok, bos=eot_id(tok),
+                                 batch_tokens=spec.proxies.score_batch_tokens, progress=context.log.info)
+        else:
+            scores = pl.DataFrame(schema=SCORE_COLUMNS)  # pass-through: no scores, SeTa keeps everything
+        _write_parquet(scores, out / "scores.parquet")
+        summary = scores.group_by("domain").agg(pl.len().alias("docs"), pl.col("loss").mean().round(3).alias("mean_loss")).sort("domain")
+        return dg.MaterializeResult(metadata={"documents": scores.height, "by_domain": preview_markdown(summary.to_dicts()),
+                                              "path": dg.MetadataValue.path(str(out / "scores.parquet"))})
+
+    @dg.asset(
+        name="token_bins", deps=["pruned_documents", "tokenizer"], group_name="proxies", kinds={"numpy"},
+        description="Per-domain train/validation token arrays of the pruned pool (split by document), plus target "
+        "sets; registers the spec's sweeps as `proxy_runs` partitions.",
+        check_specs=[dg.AssetCheckSpec("split_and_sizes", asset="token_bins", blocking=True,
+                                       description="no document in both splits; token counts match the files")],
+        code_version="token-bins-1",
+    )
+    def token_bins(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        root = DataRoot(spec.data_root)
+        cfg = spec.proxies
+        tok_dir = root.root / "tokenizer"
+        targets = [(t.name, read_target_texts(t, spec.path.parent)) for t in cfg.targets]
+        meta = build_bins(root, "pruned", spec.domains, root.root / "token_bins",
+                          tokenizer=load_tokenizer(tok_dir / "tokenizer.json"),
+                          tokenizer_sha256=file_sha256(tok_dir / "tokenizer.json"),
+                          validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
+                          max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("token_bins"),
+                          targets=targets, progress=context.log.info)
+        sweeps = [s.name for s in cfg.sweeps]
+        missing = [s for s in sweeps if not context.instance.has_dynamic_partition(SWEEPS.name, s)]
+        if missing:
+            context.instance.add_dynamic_partitions(SWEEPS.name, missing)
+        rows = [{"domain": d, **v} for d, v in meta["domains"].items()]
+        yield dg.MaterializeResult(metadata={"domains": preview_markdown(rows), "targets": dg.MetadataValue.json(meta["targets"]),
+                                             "sweeps": dg.MetadataValue.json(sweeps),
+                                             "path": dg.MetadataValue.path(str(root.root / "token_bins"))})
+        yield bins_check(root.root / "token_bins")
+
+    @dg.asset(
+        name="proxy_runs", deps=["token_bins"], partitions_def=SWEEPS, group_name="proxies",
+        kinds={"pytorch", "parquet"},
+        description="One sweep of candidate mixtures, each trained as a proxy (a batched population); results table "
+        "mixture -> per-domain and per-target validation losses at <root>/proxy_runs/<sweep>/results.parquet.",
+        check_specs=[dg.AssetCheckSpec("finite_losses", asset="proxy_runs", blocking=True,
+                                       description="every member's final validation losses are finite")],
+        code_version="proxy-runs-1",
+    )
+    def proxy_runs(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        spec = curamix.load_spec()
+        root = DataRoot(spec.data_root)
+        cfg = spec.proxies
+        name = context.partition_key
+        sweep = next((s for s in cfg.sweeps if s.name == name), None)
+        if sweep is None:
+            raise ValueError(f"proxy_runs partition {name!r} is not a sweep of the spec ({[s.name for s in cfg.sweeps]})")
+        bins = Bins.open(root.root / "token_bins")
+        tmp = _tmp_dir(root.root / "proxy_runs" / name)
+        meta = {"sweep": to_plain(sweep), "domains": bins.domains, "targets": sorted(bins.targets),
+                "prior": bins.prior().tolist(), "config": to_plain(cfg), "enabled": cfg.enabled,
+                "tokenizer_sha256": bins.meta["tokenizer_sha256"]}
+        if cfg.enabled:
+            mixtures, sampler = sample_sweep_mixtures(bins.prior(), sweep.n_mixtures, seed=spec.seed_for(f"proxy_runs/{name}"))
+            all_mixtures = np.concatenate([mixtures] * len(sweep.seeds))
+            seeds = [s for s in sweep.seeds for _ in range(len(mixtures))]
+            run_ids = [f"{name}-{i:03d}-s{s}" for s in sweep.seeds for i in range(len(mixtures))]
+            started = time.perf_counter()
+            results = train_population(bins, all_mixtures, cfg, seeds, run_ids=run_ids, progress=context.log.info)
+            meta |= {"sampler": sampler, "train_seconds": round(time.perf_counter() - started, 1)}
+        else:
+            results = pl.DataFrame(schema={"run_id": pl.String, "member": pl.Int64, "seed": pl.Int64, "step": pl.Int64})
+        results.write_parquet(tmp / "results.parquet")
+        write_json(tmp / "meta.json", meta)
+        _replace_dir(tmp, root.root / "proxy_runs" / name)
+        final = results.filter(pl.col("step") == pl.col("step").max()) if results.height else results
+        losses = [c for c in results.columns if c.startswith("loss_")]
+        yield dg.MaterializeResult(metadata={
+            "members": final.height, "sampler": meta.get("sampler", "disabled"),
+            "train_seconds": meta.get("train_seconds", 0.0),
+            "loss_spread": dg.MetadataValue.json({c: [round(float(final[c].min()), 3), round(float(final[c].max()), 3)]
+                                                  for c in losses} if final.height else {}),
+            "path": dg.MetadataValue.path(str(root.root / "proxy_runs" / name / "results.parquet"))})
+        # A domain without held-out documents (a single-document domain) has no validation loss to check.
+        checked = [f"loss_{d}" for d in bins.domains if len(bins.val[d]) > 1] + [f"loss_target_{t}" for t in bins.targets]
+        not_finite = [c for c in checked if c in final.columns and not np.isfinite(final[c].to_numpy()).all()]
+        yield dg.AssetCheckResult(check_name="finite_losses", passed=not not_finite, severity=dg.AssetCheckSeverity.ERROR,
+                                  metadata={"not_finite": ", ".join(not_finite) or "none"})
+
+    return StageDefinitions(assets=[tokenizer, reference_proxy, difficulty_scores, token_bins, proxy_runs])
+
+
+__all__ = ["build_stage", "SWEEPS"]

@@ -1,0 +1,251 @@
+"""Train N proxies with N mixtures as one batched model, and evaluate them per domain and per target.
+
+Semantics follow RegMix's proxy training (AdamW with betas (0.9, 0.95), weight decay 0.1 on matrices only,
+gradient clipping at 1.0, linear warm-up then a constant LR), applied *per member*: each member has its own
+weights, AdamW moments (AdamW is elementwise, so stacked moments are per-member moments), its own gradient-norm
+clip (the norm is taken over that member's parameters only, never the population's) and its own data stream.
+A member therefore follows the same trajectory alone or inside a population, up to float rounding of batched
+matmuls; the test suite checks this.
+
+Results table (one row per member and checkpoint; what the mixers read):
+
+    run_id          str    the member's identifier (given, or "m<index>")
+    member          int    position in the ``mixtures`` array
+    seed            int    the member's seed (weights init and data stream)
+    step            int    optimizer steps done at this checkpoint
+    tokens          int    training tokens seen by the member
+    w_<domain>      float  the member's mixture weight per domain (for a schedule: its average over the steps
+                           trained), in ``bins.domains`` order
+    loss_<domain>   float  mean next-token loss on the domain's held-out validation tokens
+    loss_target_<t> float  the same on target set ``t``
+    loss_val_mean   float  unweighted mean of the ``loss_<domain>`` columns
+    train_loss      float  the member's mean training loss over the steps since the previous checkpoint
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Sequence
+from contextlib import nullcontext
+
+import numpy as np
+import polars as pl
+import torch
+
+from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig
+from proxies.bins import Bins
+from proxies.loader import MixtureLoader, MixtureSchedule
+from proxies.model import PopulationLM
+
+
+def pick_device(choice: str = "auto") -> torch.device:
+    if choice == "cuda" or (choice == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+def autocast_for(device: torch.device):
+    """bf16 autocast on GPU; fp32 on CPU (the peak we compare with is the fp32 matmul peak)."""
+    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+
+
+def lr_at(step: int, train: TrainConfig) -> float:
+    if step < train.warmup_steps:
+        return train.lr * (step + 1) / train.warmup_steps
+    if train.min_lr_ratio >= 1.0:
+        return train.lr
+    progress = (step - train.warmup_steps) / max(1, train.steps - train.warmup_steps)
+    floor = train.lr * train.min_lr_ratio
+    return floor + 0.5 * (train.lr - floor) * (1 + math.cos(math.pi * min(1.0, progress)))
+
+
+def checkpoints(train: TrainConfig, steps: int) -> list[int]:
+    return sorted({s for s in train.eval_at if 0 < s < steps} | {steps})
+
+
+# -- evaluation -----------------------------------------------------------------------------------------------
+def eval_windows(array: np.ndarray, seq_len: int, max_tokens: int) -> tuple[np.ndarray, np.ndarray]:
+    """Non-overlapping prediction windows over the first ``max_tokens`` predicted tokens of ``array``.
+
+    Returns inputs+targets (S, seq_len + 1) and a mask (S, seq_len) of the targets that count; the last window is
+    padded. Every token after the first is predicted exactly once, with the context of its own window.
+    """
+    n = min(len(array), max_tokens + 1)
+    if n < 2:
+        return np.zeros((0, seq_len + 1), np.int64), np.zeros((0, seq_len), bool)
+    tokens = np.asarray(array[:n], dtype=np.int64)
+    starts = np.arange(0, n - 1, seq_len)
+    windows = np.zeros((len(starts), seq_len + 1), np.int64)
+    mask = np.zeros((len(starts), seq_len), bool)
+    for i, s in enumerate(starts):
+        piece = tokens[s : s + seq_len + 1]
+        windows[i, : len(piece)] = piece
+        mask[i, : len(piece) - 1] = True
+    return windows, mask
+
+
+@torch.no_grad()
+def evaluate(model: PopulationLM, windows: np.ndarray, mask: np.ndarray, *, device: torch.device,
+             batch_windows: int = 16) -> np.ndarray:
+    """Mean masked token loss of every member on the same windows: (N,) float64 (NaN if nothing to score)."""
+    n = model.n_members
+    if len(windows) == 0:
+        return np.full(n, np.nan)
+    total = torch.zeros(n, dtype=torch.float64, device=device)
+    count = 0
+    for s in range(0, len(windows), batch_windows):
+        w = torch.from_numpy(windows[s : s + batch_windows]).to(device)
+        m = torch.from_numpy(mask[s : s + batch_windows]).to(device)
+        with autocast_for(device):
+            losses = model.token_losses(w.unsqueeze(0).expand(n, -1, -1))
+        total += (losses * m).flatten(1).sum(1).double()
+        count += int(m.sum())
+    return (total / count).cpu().numpy()
+
+
+# -- training -------------------------------------------------------------------------------------------------
+def _optimizer(model: PopulationLM, train: TrainConfig, device: torch.device) -> torch.optim.Optimizer:
+    decay = [p for name, p in model.named_parameters() if "norm" not in name]
+    no_decay = [p for name, p in model.named_parameters() if "norm" in name]
+    return torch.optim.AdamW(
+        [{"params": decay, "weight_decay": train.weight_decay}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=train.lr, betas=(train.beta1, train.beta2), fused=device.type in ("cpu", "cuda"),
+    )
+
+
+def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Tensor:
+    """Scale each member's gradient so that its own global norm is at most ``max_norm``; return the norms."""
+    grads = [p.grad for p in params if p.grad is not None]
+    sq = torch.stack([g.float().pow(2).flatten(1).sum(1) for g in grads]).sum(0)
+    norms = sq.sqrt()
+    coef = (max_norm / (norms + 1e-6)).clamp(max=1.0)
+    for g in grads:
+        g.mul_(coef.view(-1, *([1] * (g.dim() - 1))).to(g.dtype))
+    return norms
+
+
+class ChunkTrainer:
+    """Trains groups of ``n`` members, reusing one model (and its compiled step) across groups of that size."""
+
+    def __init__(self, model_config: ModelConfig, train: TrainConfig, vocab_size: int, n: int, device: torch.device):
+        self.train, self.device = train, device
+        self.model = PopulationLM(model_config, vocab_size, n).to(device)
+        self.loss_fn = self.model.member_losses
+        if train.compile:
+            self.loss_fn = torch.compile(self.model.member_losses, dynamic=False)
+
+    def fit(self, loaders: Sequence[MixtureLoader], seeds: Sequence[int], steps: int,
+            on_checkpoint: Callable[[int, np.ndarray], None], progress: Callable[[str], None] | None = None) -> PopulationLM:
+        model, train, device = self.model, self.train, self.device
+        model.init_members([_init_seed(s) for s in seeds])
+        model.to(device)
+        opt = _optimizer(model, train, device)
+        params = list(model.parameters())
+        marks = checkpoints(train, steps)
+        running = torch.zeros(model.n_members, dtype=torch.float64, device=device)
+        since, started = 0, time.perf_counter()
+        for step in range(steps):
+            for group in opt.param_groups:
+                group["lr"] = lr_at(step, train)
+            batch = torch.from_numpy(np.stack([loader.batch(step) for loader in loaders])).to(device, non_blocking=True)
+            with autocast_for(device):
+                losses = self.loss_fn(batch)
+            losses.sum().backward()
+            clip_per_member(params, train.grad_clip)
+            opt.step()
+            opt.zero_grad(set_to_none=True)
+            running += losses.detach().double()
+            since += 1
+            if step + 1 in marks:
+                on_checkpoint(step + 1, (running / since).cpu().numpy())
+                running.zero_()
+                since = 0
+            if progress and (step + 1) % max(1, steps // 10) == 0:
+                progress(f"step {step + 1}/{steps}: mean train loss {float(losses.mean()):.3f} "
+                         f"({time.perf_counter() - started:.0f}s)")
+        return model
+
+
+def _init_seed(seed: int) -> int:
+    return (int(seed) * 1_000_003 + 17) % (2**63)
+
+
+def _data_seed(seed: int) -> int:
+    return (int(seed) * 998_244_353 + 29) % (2**63)
+
+
+def chunk_sizes(n: int, limit: int) -> list[int]:
+    """Split n members into near-equal chunks of at most ``limit`` (at most two distinct sizes to compile)."""
+    k = max(1, math.ceil(n / max(1, limit)))
+    return [n // k + (1 if i < n % k else 0) for i in range(k)]
+
+
+def auto_chunk(config: ProxiesConfig, vocab_size: int, device: torch.device) -> int:
+    if config.train.population_chunk > 0:
+        return config.train.population_chunk
+    if device.type == "cuda":
+        return 64
+    # On CPU one member already fills the cores; chunks only bound memory (logits, their grad, log-softmax).
+    per_member = 3 * 4 * config.train.batch_size * config.model.seq_len * vocab_size
+    return max(1, min(16, int(1.5e9 // per_member)))
+
+
+def train_population(bins: Bins, mixtures: np.ndarray | Sequence[MixtureSchedule], config: ProxiesConfig,
+                     seed: int | Sequence[int], *, run_ids: Sequence[str] | None = None, steps: int | None = None,
+                     progress: Callable[[str], None] | None = None,
+                     keep: Callable[[int, PopulationLM, int], None] | None = None) -> pl.DataFrame:
+    """Train one proxy per mixture (rows of ``mixtures`` over ``bins.domains``, or schedules) and return the
+    results table described in the module docstring.
+
+    ``seed`` is one seed for every member (same init and data-stream seed; only the mixture differs) or one per
+    member. ``keep(member_index, model, index_in_model)`` is called after training so that callers can save
+    weights (e.g. the reference proxy).
+    """
+    schedules = [MixtureSchedule.of(m) for m in (mixtures if not isinstance(mixtures, np.ndarray) else list(mixtures))]
+    n = len(schedules)
+    if n == 0:
+        raise ValueError("no mixtures to train")
+    seeds = [int(seed)] * n if isinstance(seed, (int, np.integer)) else [int(s) for s in seed]
+    if len(seeds) != n:
+        raise ValueError(f"{n} mixtures but {len(seeds)} seeds")
+    run_ids = list(run_ids) if run_ids is not None else [f"m{i}" for i in range(n)]
+    steps = steps or config.train.steps
+    device = pick_device(config.train.device)
+    mcfg, tcfg = config.model, config.train
+    evals = {f"loss_{d}": eval_windows(bins.val[d], mcfg.seq_len, tcfg.eval_tokens) for d in bins.domains}
+    evals |= {f"loss_target_{t}": eval_windows(a, mcfg.seq_len, tcfg.eval_tokens) for t, a in bins.targets.items()}
+    trainers: dict[int, ChunkTrainer] = {}
+    rows: list[dict] = []
+    start = 0
+    for size in chunk_sizes(n, auto_chunk(config, bins.vocab_size, device)):
+        members = list(range(start, start + size))
+        start += size
+        if size not in trainers:
+            trainers[size] = ChunkTrainer(mcfg, tcfg, bins.vocab_size, size, device)
+        trainer = trainers[size]
+        loaders = [MixtureLoader([bins.train[d] for d in bins.domains], schedules[i], batch_size=tcfg.batch_size,
+                                 seq_len=mcfg.seq_len, seed=_data_seed(seeds[i])) for i in members]
+
+        def on_checkpoint(step: int, train_loss: np.ndarray, members=members) -> None:
+            losses = {name: evaluate(trainer.model, w, m, device=device) for name, (w, m) in evals.items()}
+            for j, i in enumerate(members):
+                row = {"run_id": run_ids[i], "member": i, "seed": seeds[i], "step": step,
+                       "tokens": step * tcfg.batch_size * mcfg.seq_len}
+                row |= {f"w_{d}": float(x) for d, x in zip(bins.domains, schedules[i].average(step))}
+                row |= {name: float(v[j]) for name, v in losses.items()}
+                row["loss_val_mean"] = float(np.nanmean([row[f"loss_{d}"] for d in bins.domains]))
+                row["train_loss"] = float(train_loss[j])
+                rows.append(row)
+
+        if progress:
+            progress(f"training members {members[0]}..{members[-1]} of {n} on {device}")
+        model = trainer.fit(loaders, [seeds[i] for i in members], steps, on_checkpoint, progress)
+        if keep is not None:
+            for j, i in enumerate(members):
+                keep(i, model, j)
+    return pl.DataFrame(rows).sort("member", "step")
+
+
+__all__ = ["train_population", "evaluate", "eval_windows", "pick_device", "lr_at", "clip_per_member",
+           "chunk_sizes", "ChunkTrainer"]
