@@ -163,7 +163,8 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
             caps=inputs.caps, epochs=ep, predicted=outcome.predicted, quality=outcome.quality,
             validation=outcome.validation, notes=outcome.notes))
         payload = {
-            "mixture": outcome.mixture,
+            "proportions": outcome.mixture,
+            "domains": inputs.domains,  # the column order (JSON keys are written sorted)
             "method": outcome.method,
             "inputs": {**outcome.details, "available_tokens": inputs.available, "budget_tokens": inputs.budget,
                        "max_epochs": inputs.max_epochs, "caps": inputs.caps},
