@@ -1,13 +1,15 @@
 """Run a workload in its own process and measure it: wall time and peak resident memory.
 
-Reusable by any benchmark that compares two implementations side by side. The peak memory is the
-child's ``ru_maxrss`` as returned by ``os.wait4`` for *that* child alone: unlike
-``resource.getrusage(RUSAGE_CHILDREN)``, which keeps the maximum over every child ever waited
-for, it does not carry a previous run's peak into the next one. Linux folds the peaks of the
-child's own (waited-for) descendants into it, so helper processes a library spawns are counted.
+Reusable by any benchmark that compares implementations side by side (``run_measured`` in the
+parent, ``emit`` in the child). The peak memory is the child's ``ru_maxrss`` as returned by
+``os.wait4`` for *that* child alone: unlike ``resource.getrusage(RUSAGE_CHILDREN)``, which keeps
+the maximum over every child ever waited for, it does not carry a previous run's peak into the
+next one. Linux folds the peaks of the child's own (waited-for) descendants into it, so helper
+processes a library spawns are counted. The child is started through a small launcher process,
+because a process's peak-RSS record starts from its parent's RSS at spawn time.
 
 The child reports its own figures by printing one JSON object as its last stdout line; the
-parent adds ``process_wall_s`` (fork to exit) and ``peak_rss_mib``.
+parent adds ``process_wall_s`` (fork to exit), ``process_cpu_s`` and ``peak_rss_mib``.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import json
 import os
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -27,41 +30,38 @@ class ChildFailed(RuntimeError):
     """The measured child exited with a non-zero status; the message holds its stderr tail."""
 
 
+# A tiny launcher between us and the measured child. Linux starts a new process's peak-RSS record
+# from its parent's RSS at fork/exec time, so a child spawned straight from a large benchmark
+# process would report at least the parent's size; the launcher is ~10 MiB, below any Python child.
+_LAUNCHER = """
+import json, os, sys
+out, argv = sys.argv[1], sys.argv[2:]
+pid = os.posix_spawn(argv[0], argv, os.environ)
+_, status, usage = os.wait4(pid, 0)
+with open(out, "w") as f:
+    json.dump({"maxrss_kib": usage.ru_maxrss, "cpu_s": usage.ru_utime + usage.ru_stime}, f)
+sys.exit(os.waitstatus_to_exitcode(status))
+"""
+
+
 def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> dict:
-    """Run ``argv`` to completion; return its last stdout JSON line plus wall time and peak RSS."""
-    started = time.perf_counter()
-    proc = subprocess.Popen(list(argv), cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    # communicate() drains the pipes (a full pipe would block the child); the reaping is ours,
-    # so that wait4 returns this child's own rusage.
-    out, err = _drain(proc)
-    _, status, usage = os.wait4(proc.pid, 0)
-    wall = time.perf_counter() - started
-    proc.returncode = os.waitstatus_to_exitcode(status)
-    if proc.returncode != 0:
-        raise ChildFailed(f"{' '.join(argv)} exited {proc.returncode}:\n{err.decode(errors='replace')[-4000:]}")
-    lines = [line for line in out.decode().splitlines() if line.strip()]
+    """Run ``argv`` to completion; return its last stdout JSON line plus wall time, CPU time and peak RSS."""
+    with tempfile.TemporaryDirectory(prefix="measure-") as tmp:
+        usage_path = Path(tmp) / "usage.json"
+        started = time.perf_counter()
+        proc = subprocess.run([sys.executable, "-I", "-c", _LAUNCHER, str(usage_path), *argv], cwd=cwd, env=env,
+                              capture_output=True)
+        wall = time.perf_counter() - started
+        if proc.returncode != 0:
+            raise ChildFailed(f"{' '.join(argv)} exited {proc.returncode}:\n{proc.stderr.decode(errors='replace')[-4000:]}")
+        usage = json.loads(usage_path.read_text())
+    lines = [line for line in proc.stdout.decode().splitlines() if line.strip()]
     figures = json.loads(lines[-1]) if lines else {}
     figures["process_wall_s"] = round(wall, 3)
-    figures["peak_rss_mib"] = round(usage.ru_maxrss / 1024, 1)  # Linux reports KiB
+    figures["peak_rss_mib"] = round(usage["maxrss_kib"] / 1024, 1)  # Linux reports KiB
+    # CPU seconds (user + system, all threads): steadier than wall time on a shared, busy machine.
+    figures["process_cpu_s"] = round(usage["cpu_s"], 3)
     return figures
-
-
-def _drain(proc: subprocess.Popen) -> tuple[bytes, bytes]:
-    """Read stdout and stderr to EOF without reaping the child (threads, as communicate does)."""
-    import threading
-
-    chunks: dict[str, bytes] = {}
-
-    def read(name: str, stream) -> None:
-        chunks[name] = stream.read()
-        stream.close()
-
-    threads = [threading.Thread(target=read, args=(n, s)) for n, s in (("out", proc.stdout), ("err", proc.stderr))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return chunks["out"], chunks["err"]
 
 
 def self_peak_rss_mib() -> float:
