@@ -169,8 +169,9 @@ def read_back(side: str, out: Path) -> dict[str, dict]:
     hashes: dict[str, list[bytes]] = {}
     for domain, path in parts:
         texts = pq.read_table(path, columns=["text"])["text"]
-        entry = per_domain.setdefault(domain, {"docs": 0, "text_bytes": 0})
+        entry = per_domain.setdefault(domain, {"docs": 0, "text_bytes": 0, "parquet_bytes": 0})
         entry["docs"] += len(texts)
+        entry["parquet_bytes"] += path.stat().st_size
         entry["text_bytes"] += int(pc.sum(pc.binary_length(texts.cast("large_binary"))).as_py() or 0)
         hashes.setdefault(domain, []).extend(hashlib.blake2b(t.encode(), digest_size=16).digest() for t in texts.to_pylist())
     for domain, entry in per_domain.items():
@@ -179,9 +180,10 @@ def read_back(side: str, out: Path) -> dict[str, dict]:
 
 
 def compare(ours: dict[str, dict], theirs: dict[str, dict]) -> dict:
+    """Per-domain differences in content (documents, text bytes, text hashes), not in file sizes."""
     differences = {}
     for domain in sorted(set(ours) | set(theirs)):
-        a, b = ours.get(domain, {}), theirs.get(domain, {})
+        a, b = ({k: v for k, v in side.get(domain, {}).items() if k != "parquet_bytes"} for side in (ours, theirs))
         if a != b:
             differences[domain] = {"curamix": a, "datatrove": b}
     return {"identical": not differences, "differences": differences}
@@ -248,6 +250,7 @@ def run(quick: bool = False, *, rounds: int | None = None, raw: Path = RAW) -> d
             "rss_after_imports_mib": median([f["rss_after_imports_mib"] for f in runs[side]]),
             "docs": n_docs,
             "text_mb": round(n_bytes / MB, 2),
+            "parquet_mb": round(sum(d["parquet_bytes"] for d in contents[side].values()) / MB, 2),
             "runs": [{k: f[k] for k in ("work_s", "work_cpu_s", "process_wall_s", "peak_rss_mib")} for f in runs[side]],
         }
     result["input"].update(docs=result["curamix"]["docs"], text_mb=result["curamix"]["text_mb"])
@@ -283,13 +286,14 @@ def summarize(f: dict) -> str:
         f"{setup['curamix']}; curamix_zstd1: {setup['curamix_zstd1']}. Load average after the run: "
         f"{setup['load_average_after']} on {os.cpu_count()} cores.",
         "",
-        "| | docs/s | text MB/s | work s | text MB per CPU s | process wall s | peak RSS MiB | RSS after imports MiB |",
-        "|---|---|---|---|---|---|---|---|",
+        "| | docs/s | text MB/s | work s | text MB per CPU s | process wall s | peak RSS MiB | RSS after imports MiB "
+        "| Parquet MB |",
+        "|---|---|---|---|---|---|---|---|---|",
     ]
     for side in SIDES:
         s = f[side]
         lines.append(f"| {side} | {s['docs_per_s']} | {s['text_mb_per_s']} | {s['work_s']} | {s['text_mb_per_cpu_s']} "
-                     f"| {s['process_wall_s']} | {s['peak_rss_mib']} | {s['rss_after_imports_mib']} |")
+                     f"| {s['process_wall_s']} | {s['peak_rss_mib']} | {s['rss_after_imports_mib']} | {s['parquet_mb']} |")
     lines.append("")
     for side in CURAMIX_SIDES:
         r = f[f"ratios_{side}"]
