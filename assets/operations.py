@@ -26,7 +26,7 @@ from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGra
 from dagster._core.definitions.data_version import (
     CODE_VERSION_TAG,
     DATA_VERSION_TAG,
-    get_input_data_version_tag,
+    get_input_event_pointer_tag,
 )
 from dagster._core.execution.asset_backfill import AssetBackfillData
 from dagster._core.execution.backfill import BulkActionStatus
@@ -66,6 +66,20 @@ def _identity(graph: BaseAssetGraph, child: dg.AssetKey, parent: dg.AssetKey) ->
     return mapping is None or isinstance(mapping, dg.IdentityPartitionMapping)
 
 
+@dataclass(frozen=True)
+class DomainChainSelection(dg.AssetSelection):
+    """The domain chain as an asset selection, resolved against whatever graph it is given (so the
+    schedule's job grows with the code location; serialized as the keys it resolves to)."""
+
+    anchor: dg.AssetKey = DOCUMENTS
+
+    def resolve_inner(self, asset_graph: BaseAssetGraph, allow_missing: bool) -> set[dg.AssetKey]:
+        return set(domain_chain(asset_graph, self.anchor))
+
+    def to_selection_str(self) -> str:
+        return f'key:"{self.anchor.to_user_string()}" and its per-domain chain'
+
+
 def graph_below(graph: BaseAssetGraph, anchor: dg.AssetKey = DOCUMENTS) -> list[dg.AssetKey]:
     """``anchor`` and every materializable asset downstream of it, in dependency order."""
     if not graph.has(anchor):
@@ -86,14 +100,42 @@ class StalePartition:
     reasons: tuple[str, ...]
 
 
-def _latest_tags(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> dict[str, str] | None:
+@dataclass(frozen=True)
+class _Seen:
+    """What the event log holds about one asset partition's latest materialization."""
+
+    storage_id: int
+    tags: dict[str, str]
+
+
+def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> _Seen | None:
     records = instance.fetch_materializations(
         dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
     ).records
     if not records:
         return None
     materialization = records[0].asset_materialization
-    return dict(materialization.tags or {}) if materialization is not None else {}
+    return _Seen(records[0].storage_id, dict(materialization.tags or {}) if materialization else {})
+
+
+def _data_version_at(instance: dg.DagsterInstance, key: dg.AssetKey, storage_id: int) -> str | None:
+    records = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=key, storage_ids=[storage_id]), limit=1
+    ).records
+    materialization = records[0].asset_materialization if records else None
+    return (materialization.tags or {}).get(DATA_VERSION_TAG) if materialization else None
+
+
+def _read_newer_data(instance: dg.DagsterInstance, parent: dg.AssetKey, seen: _Seen, parent_now: _Seen | None) -> bool:
+    """Did ``parent`` get a different data version since the materialization ``seen`` read it?
+
+    Dagster records which upstream event a materialization read (the input event pointer); a parent
+    re-materialized with the same data version (same raw bytes) does not count.
+    """
+    pointer = seen.tags.get(get_input_event_pointer_tag(parent))
+    if parent_now is None or pointer is None or int(pointer) == parent_now.storage_id:
+        return False
+    return _data_version_at(instance, parent, int(pointer)) != parent_now.tags.get(DATA_VERSION_TAG)
 
 
 def stale_partitions(
@@ -119,21 +161,19 @@ def stale_partitions(
     result = []
     for domain in domains:
         reasons: dict[dg.AssetKey, str] = {}
-        tags = {key: _latest_tags(instance, key, domain) for key in chain}
+        latest = {key: _latest(instance, key, domain) for key in chain}
         for key in chain:
-            node = graph.get(key)
-            if tags[key] is None:
+            node, seen = graph.get(key), latest[key]
+            if seen is None:
                 reasons[key] = "never materialized"
-            elif node.code_version is not None and tags[key].get(CODE_VERSION_TAG) != node.code_version:
-                reasons[key] = f"code version {tags[key].get(CODE_VERSION_TAG)} -> {node.code_version}"
+            elif node.code_version is not None and seen.tags.get(CODE_VERSION_TAG) != node.code_version:
+                reasons[key] = f"code version {seen.tags.get(CODE_VERSION_TAG)} -> {node.code_version}"
             elif key == DOCUMENTS and domain in raw:
                 reasons[key] = raw[domain]
             else:
-                for parent in node.parent_keys:
-                    seen = tags[key].get(get_input_data_version_tag(parent))
-                    now = (tags.get(parent) or {}).get(DATA_VERSION_TAG)
-                    if seen is not None and now is not None and seen != now:
-                        reasons[key] = f"{parent.to_user_string()} has new data"
+                newer = [p for p in sorted(node.parent_keys) if _read_newer_data(instance, p, seen, latest.get(p))]
+                if newer:
+                    reasons[key] = f"{newer[0].to_user_string()} has new data"
         if reasons:
             rerun = _with_chain_descendants(graph, chain, set(reasons))
             result.append(StalePartition(
@@ -219,7 +259,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         name=SCHEDULE_NAME,
         cron_schedule=ops.schedule.cron,
         execution_timezone=ops.schedule.timezone,
-        target=dg.AssetSelection.all(),
+        target=DomainChainSelection(),
         default_status=dg.DefaultScheduleStatus.RUNNING if ops.schedule.running else dg.DefaultScheduleStatus.STOPPED,
         description="Nightly curation: one run per domain partition of the per-domain assets "
         "(documents and what follows it per domain), only where something is stale "
@@ -245,6 +285,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         for item in todo:
             context.log.info(f"{item.domain}: {'; '.join(item.reasons)}")
             requests.append(dg.RunRequest(
+                run_key=item.domain,  # unique within the tick; Dagster scopes schedule run keys per tick
                 partition_key=item.domain,
                 asset_selection=list(item.assets),
                 tags={TRIGGER_TAG: SCHEDULE_NAME},
@@ -254,7 +295,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     @dg.sensor(
         name=SENSOR_NAME,
         minimum_interval_seconds=ops.sensor.interval_seconds,
-        target=dg.AssetSelection.all(),
+        asset_selection=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING if ops.sensor.running else dg.DefaultSensorStatus.STOPPED,
         description="New or changed raw files of a source: re-stage only the affected domain partitions and "
         "what depends on them (operations.sensor in the spec).",

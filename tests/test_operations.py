@@ -1,0 +1,324 @@
+"""The nightly schedule and the raw-files sensor: which runs they request, and only those.
+
+The code location here is staging + operations + two stand-in assets (a per-domain one and a global
+one), so that these tests exercise the graph logic without depending on the other stages' state;
+``test_full_code_location_*`` checks the same functions on the real code location.
+"""
+
+import json
+import os
+import time
+
+import dagster as dg
+import pytest
+
+import assets.operations as ops
+import assets.staging as staging
+import pipeline.freshness as freshness
+from assets.context import BuildContext
+from assets.resources import CuramixResource
+from pipeline.spec import load_spec
+
+DOMAINS = ["alpha", "beta", "gamma"]
+
+
+def write_jsonl(path, texts):
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("".join(json.dumps({"text": t}) + "\n" for t in texts))
+
+
+def make_spec(tmp_path, *, sensor_downstream="graph", schedule_partitions="stale"):
+    raw = tmp_path / "raw"
+    for d in DOMAINS:
+        for part in range(2):
+            write_jsonl(raw / d / f"part{part}.jsonl",
+                        [f"Document {i} of {d} part {part}: some words about {d}." for i in range(5)])
+    sources = "\n".join(
+        f"  - {{name: {d}_src, path: 'raw/{d}/*.jsonl', domain: {d}}}" for d in DOMAINS
+    )
+    spec = tmp_path / "spec.yaml"
+    spec.write_text(
+        f"name: ops-test\nseed: 1\ndata_root: data\nsources:\n{sources}\n"
+        f"operations:\n  schedule: {{cron: '30 2 * * *', timezone: Europe/Paris, partitions: {schedule_partitions}}}\n"
+        f"  sensor: {{interval_seconds: 30, downstream: {sensor_downstream}}}\n"
+    )
+    return spec
+
+
+def build_defs(spec_path, data_root, *, curated_version="v1"):
+    """staging + operations + stand-ins: ``toy_curated`` per domain, ``toy_global`` over all domains."""
+    spec = CuramixResource(spec_path=str(spec_path), data_root=str(data_root)).load_spec()
+    ctx = BuildContext(spec=spec, domain_partitions=dg.StaticPartitionsDefinition(spec.domains))
+
+    @dg.asset(name="toy_curated", deps=["documents"], partitions_def=ctx.domain_partitions, code_version=curated_version)
+    def toy_curated(context: dg.AssetExecutionContext):
+        return dg.MaterializeResult(metadata={"domain": context.partition_key})
+
+    @dg.asset(name="toy_global", deps=["toy_curated"])
+    def toy_global():
+        return dg.MaterializeResult()
+
+    stage = staging.build_stage(ctx)
+    operations = ops.build_stage(ctx)
+    return dg.Definitions(
+        assets=[*stage.assets, toy_curated, toy_global],
+        schedules=operations.schedules,
+        sensors=operations.sensors,
+        resources={"curamix": CuramixResource(spec_path=str(spec_path), data_root=str(data_root))},
+    )
+
+
+def materialize(defs, instance, domains, keys=("documents", "toy_curated")):
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    # execute_in_process leaves a context variable pointing at the defs-state storage of an instance
+    # it made and dropped; restore ours so that Definitions built afterwards in this test still load.
+    current = _current_storage.get()
+    job = defs.resolve_implicit_global_asset_job_def()
+    try:
+        for d in domains:
+            job.execute_in_process(
+                asset_selection=[dg.AssetKey(k) for k in keys], partition_key=d, instance=instance, raise_on_error=True
+            )
+    finally:
+        _current_storage.set(current)
+
+
+def make_instance(tmp_path):
+    (tmp_path / "home").mkdir(exist_ok=True)
+    return dg.instance_for_test(temp_dir=str(tmp_path / "home"))
+
+
+def resource(spec_path, data_root):
+    return {"curamix": CuramixResource(spec_path=str(spec_path), data_root=str(data_root))}
+
+
+def schedule_tick(defs, instance, spec_path, data_root):
+    schedule = defs.resolve_schedule_def(ops.SCHEDULE_NAME)
+    with dg.build_schedule_context(
+        instance=instance, repository_def=defs.get_repository_def(), resources=resource(spec_path, data_root)
+    ) as context:
+        return schedule.evaluate_tick(context)
+
+
+def sensor_tick(defs, instance, spec_path, data_root, cursor=None):
+    sensor = defs.resolve_sensor_def(ops.SENSOR_NAME)
+    with dg.build_sensor_context(
+        instance=instance, cursor=cursor, repository_def=defs.get_repository_def(),
+        resources=resource(spec_path, data_root),
+    ) as context:
+        return sensor.evaluate_tick(context)
+
+
+def requested(result):
+    return {r.partition_key: [k.to_user_string() for k in r.asset_selection] for r in result.run_requests or []}
+
+
+def backfill_partitions(request):
+    """{asset: sorted partition keys or None (unpartitioned)} of a backfill run request."""
+    subset = request.asset_graph_subset
+    out = {}
+    for key in subset.asset_keys:
+        parts = subset.partitions_subsets_by_asset_key.get(key)
+        out[key.to_user_string()] = sorted(parts.get_partition_keys()) if parts is not None else None
+    return out
+
+
+@pytest.fixture(autouse=True)
+def fresh_defs_state_storage():
+    """Start each test without a defs-state storage left behind by an earlier test's instance."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    _current_storage.set(None)
+    yield
+    _current_storage.set(None)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    spec = make_spec(tmp_path)
+    root = tmp_path / "data"
+    with make_instance(tmp_path) as instance:
+        yield spec, root, instance
+
+
+def test_spec_section_is_read_and_validated(tmp_path):
+    spec = load_spec(make_spec(tmp_path))
+    assert spec.operations.schedule.cron == "30 2 * * *"
+    assert spec.operations.schedule.timezone == "Europe/Paris"
+    assert spec.operations.sensor.interval_seconds == 30
+    bad = tmp_path / "bad.yaml"
+    bad.write_text(make_spec(tmp_path).read_text().replace("'30 2 * * *'", "'30 2 * *'"))
+    with pytest.raises(ValueError, match="operations.schedule: cron"):
+        load_spec(bad)
+    bad.write_text(make_spec(tmp_path).read_text().replace("Europe/Paris", "Mars/Olympus"))
+    with pytest.raises(ValueError, match="timezone"):
+        load_spec(bad)
+
+
+def test_schedule_and_sensor_ship_stopped_with_the_spec_cron(setup):
+    spec, root, _ = setup
+    defs = build_defs(spec, root)
+    schedule = defs.resolve_schedule_def(ops.SCHEDULE_NAME)
+    sensor = defs.resolve_sensor_def(ops.SENSOR_NAME)
+    assert schedule.cron_schedule == "30 2 * * *"
+    assert schedule.execution_timezone == "Europe/Paris"
+    assert schedule.default_status == dg.DefaultScheduleStatus.STOPPED
+    assert sensor.default_status == dg.DefaultSensorStatus.STOPPED
+    assert sensor.minimum_interval_seconds == 30
+
+
+def test_graph_helpers_follow_the_partitioning(setup):
+    spec, root, _ = setup
+    graph = build_defs(spec, root).resolve_asset_graph()
+    assert [k.to_user_string() for k in ops.domain_chain(graph)] == ["documents", "toy_curated"]
+    assert [k.to_user_string() for k in ops.graph_below(graph)] == ["documents", "toy_curated", "toy_global"]
+
+
+def test_schedule_requests_stale_partitions_only(setup):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+
+    # Nothing materialized: one run per domain partition, the whole per-domain chain.
+    first = schedule_tick(defs, instance, spec, root)
+    assert requested(first) == {d: ["documents", "toy_curated"] for d in DOMAINS}
+    assert all(r.tags[ops.TRIGGER_TAG] == ops.SCHEDULE_NAME for r in first.run_requests)
+
+    materialize(defs, instance, DOMAINS)
+    idle = schedule_tick(defs, instance, spec, root)
+    assert not idle.run_requests and "up to date" in idle.skip_message
+
+    # A touched file with the same bytes is no change; new bytes in beta are.
+    a_file = spec.parent / "raw" / "alpha" / "part0.jsonl"
+    os.utime(a_file, ns=(time.time_ns(), time.time_ns() + 10**9))
+    with open(spec.parent / "raw" / "beta" / "part1.jsonl", "a") as handle:
+        handle.write(json.dumps({"text": "A new beta document arrived tonight."}) + "\n")
+    assert requested(schedule_tick(defs, instance, spec, root)) == {"beta": ["documents", "toy_curated"]}
+
+
+def test_schedule_reruns_only_what_a_code_version_change_touches(setup):
+    spec, root, instance = setup
+    materialize(build_defs(spec, root), instance, DOMAINS)
+    # New code for the per-domain stage: documents is not recomputed, toy_curated is (every domain).
+    defs_v2 = build_defs(spec, root, curated_version="v2")
+    assert requested(schedule_tick(defs_v2, instance, spec, root)) == {d: ["toy_curated"] for d in DOMAINS}
+
+
+def test_schedule_sees_upstream_data_newer_than_what_a_partition_read(setup):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    materialize(defs, instance, DOMAINS)
+    write_jsonl(spec.parent / "raw" / "gamma" / "part0.jsonl", ["Entirely new gamma text."])
+    materialize(defs, instance, ["gamma"], keys=("documents",))  # someone re-staged gamma alone
+    assert requested(schedule_tick(defs, instance, spec, root)) == {"gamma": ["toy_curated"]}
+
+
+def test_schedule_all_mode_requests_every_partition(tmp_path):
+    spec = make_spec(tmp_path, schedule_partitions="all")
+    with make_instance(tmp_path) as instance:
+        defs = build_defs(spec, tmp_path / "data")
+        materialize(defs, instance, DOMAINS)
+        assert requested(schedule_tick(defs, instance, spec, tmp_path / "data")) == {
+            d: ["documents", "toy_curated"] for d in DOMAINS
+        }
+
+
+def test_sensor_backfills_only_the_partitions_a_new_file_touches(setup):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    materialize(defs, instance, DOMAINS)
+
+    quiet = sensor_tick(defs, instance, spec, root)
+    assert not quiet.run_requests and "no raw file changed" in quiet.skip_message
+    cursor = quiet.cursor
+    assert len(json.loads(cursor)["files"]) == 6
+
+    write_jsonl(spec.parent / "raw" / "beta" / "part2.jsonl", ["A third beta file appears."])
+    tick = sensor_tick(defs, instance, spec, root, cursor)
+    (request,) = tick.run_requests
+    assert request.requires_backfill_daemon()
+    assert request.tags[ops.TRIGGER_TAG] == ops.SENSOR_NAME
+    assert backfill_partitions(request) == {"documents": ["beta"], "toy_curated": ["beta"], "toy_global": None}
+
+    # Requested once: the next tick does not ask again while the change is being processed.
+    again = sensor_tick(defs, instance, spec, root, tick.cursor)
+    assert not again.run_requests
+
+    # A file removed from alpha is a change of alpha (and only alpha).
+    (spec.parent / "raw" / "alpha" / "part1.jsonl").unlink()
+    removed = sensor_tick(defs, instance, spec, root, again.cursor)
+    assert [backfill_partitions(r)["documents"] for r in removed.run_requests] == [["alpha"]]
+
+
+def test_sensor_partition_mode_requests_one_run_per_affected_domain(tmp_path):
+    spec = make_spec(tmp_path, sensor_downstream="partitions")
+    root = tmp_path / "data"
+    with make_instance(tmp_path) as instance:
+        defs = build_defs(spec, root)
+        materialize(defs, instance, ["alpha", "beta"])  # gamma never staged
+        tick = sensor_tick(defs, instance, spec, root)
+        assert requested(tick) == {"gamma": ["documents", "toy_curated"]}
+        (request,) = tick.run_requests
+        assert request.run_key.startswith("gamma:")
+        with open(spec.parent / "raw" / "alpha" / "part0.jsonl", "a") as handle:
+            handle.write(json.dumps({"text": "More alpha."}) + "\n")
+        assert requested(sensor_tick(defs, instance, spec, root, tick.cursor)) == {
+            "alpha": ["documents", "toy_curated"]
+        }
+
+
+def test_sensor_rehashes_only_touched_files(setup, monkeypatch):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    materialize(defs, instance, DOMAINS)
+    cursor = sensor_tick(defs, instance, spec, root).cursor
+    hashed = []
+    real = freshness._sha256
+    monkeypatch.setattr(freshness, "_sha256", lambda p: hashed.append(p.name) or real(p))
+    sensor_tick(defs, instance, spec, root, cursor)
+    assert hashed == []  # stat unchanged: the cursor's sha256 is reused
+    target = spec.parent / "raw" / "gamma" / "part0.jsonl"
+    os.utime(target, ns=(time.time_ns(), time.time_ns() + 10**9))
+    result = sensor_tick(defs, instance, spec, root, cursor)
+    assert hashed == ["part0.jsonl"]
+    assert not result.run_requests  # same bytes: no change
+
+
+def test_sensor_waits_for_its_own_backfill(setup):
+    from dagster._core.execution.backfill import PartitionBackfill
+
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    materialize(defs, instance, DOMAINS)
+    write_jsonl(spec.parent / "raw" / "alpha" / "part9.jsonl", ["Late alpha."])
+    (request,) = sensor_tick(defs, instance, spec, root).run_requests
+    instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
+        backfill_id="inflight", backfill_timestamp=time.time(), tags=dict(request.tags),
+        dynamic_partitions_store=instance, asset_graph_subset=request.asset_graph_subset,
+        title=None, description=None, run_config=None,
+    ))
+    waiting = sensor_tick(defs, instance, spec, root)
+    assert not waiting.run_requests and "waiting for backfill inflight" in waiting.skip_message
+
+
+def test_sensor_skips_with_a_reason_when_the_spec_breaks(setup):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    for f in (spec.parent / "raw" / "beta").glob("*.jsonl"):
+        f.unlink()
+    result = sensor_tick(defs, instance, spec, root)
+    assert not result.run_requests and "no file matches" in result.skip_message
+
+
+def test_full_code_location_schedule_requests_the_domain_chain(data_root):
+    """The real code location: the schedule's runs cover exactly its per-domain assets."""
+    from assets.definitions import DEFAULT_SPEC, build_definitions
+
+    defs = build_definitions(DEFAULT_SPEC, str(data_root))
+    graph = defs.resolve_asset_graph()
+    chain = [k.to_user_string() for k in ops.domain_chain(graph)]
+    assert chain[0] == "documents"
+    spec = load_spec(DEFAULT_SPEC)
+    with dg.instance_for_test() as instance:
+        result = schedule_tick(defs, instance, DEFAULT_SPEC, data_root)
+    assert requested(result) == {d: chain for d in spec.domains}
