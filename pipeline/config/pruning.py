@@ -32,7 +32,7 @@ class EmbeddingConfig:
     # Only the first ``max_chars`` characters of a document are embedded: topic, not the whole book.
     max_chars: int = 8000
     # Documents used to fit the IDF weights and the SVD (a deterministic sample by doc_id hash).
-    fit_sample: int = 20000
+    fit_sample: int = 5000
     batch_size: int = 2048
     model_path: str | None = None
 
