@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 
@@ -135,10 +136,22 @@ class ChunkTrainer:
         if train.compile:
             self.loss_fn = torch.compile(self.model.member_losses, dynamic=False)
 
+    def _losses(self, batch: torch.Tensor) -> torch.Tensor:
+        try:
+            with autocast_for(self.device):
+                return self.loss_fn(batch)
+        except Exception as exc:  # compilation failed: keep training, eagerly
+            if self.loss_fn == self.model.member_losses:
+                raise
+            warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
+            self.loss_fn = self.model.member_losses
+            with autocast_for(self.device):
+                return self.loss_fn(batch)
+
     def fit(self, loaders: Sequence[MixtureLoader], seeds: Sequence[int], steps: int,
             on_checkpoint: Callable[[int, np.ndarray], None], progress: Callable[[str], None] | None = None) -> PopulationLM:
         model, train, device = self.model, self.train, self.device
-        model.init_members([_init_seed(s) for s in seeds])
+        model.init_members(seeds)  # torch generator: weights; the loaders' numpy streams use the same seed
         model.to(device)
         opt = _optimizer(model, train, device)
         params = list(model.parameters())
@@ -149,8 +162,7 @@ class ChunkTrainer:
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, train)
             batch = torch.from_numpy(np.stack([loader.batch(step) for loader in loaders])).to(device, non_blocking=True)
-            with autocast_for(device):
-                losses = self.loss_fn(batch)
+            losses = self._losses(batch)
             losses.sum().backward()
             clip_per_member(params, train.grad_clip)
             opt.step()
@@ -162,17 +174,9 @@ class ChunkTrainer:
                 running.zero_()
                 since = 0
             if progress and (step + 1) % max(1, steps // 10) == 0:
-                progress(f"step {step + 1}/{steps}: mean train loss {float(losses.mean()):.3f} "
+                progress(f"step {step + 1}/{steps}: mean train loss {float(losses.detach().mean()):.3f} "
                          f"({time.perf_counter() - started:.0f}s)")
         return model
-
-
-def _init_seed(seed: int) -> int:
-    return (int(seed) * 1_000_003 + 17) % (2**63)
-
-
-def _data_seed(seed: int) -> int:
-    return (int(seed) * 998_244_353 + 29) % (2**63)
 
 
 def chunk_sizes(n: int, limit: int) -> list[int]:
@@ -225,7 +229,7 @@ def train_population(bins: Bins, mixtures: np.ndarray | Sequence[MixtureSchedule
             trainers[size] = ChunkTrainer(mcfg, tcfg, bins.vocab_size, size, device)
         trainer = trainers[size]
         loaders = [MixtureLoader([bins.train[d] for d in bins.domains], schedules[i], batch_size=tcfg.batch_size,
-                                 seq_len=mcfg.seq_len, seed=_data_seed(seeds[i])) for i in members]
+                                 seq_len=mcfg.seq_len, seed=seeds[i]) for i in members]
 
         def on_checkpoint(step: int, train_loss: np.ndarray, members=members) -> None:
             losses = {name: evaluate(trainer.model, w, m, device=device) for name, (w, m) in evals.items()}

@@ -63,7 +63,9 @@ class TrainConfig:
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Members trained in one batched model at a time (0 = all at once; on CPU a few suffice to fill the cores).
     population_chunk: int = 0
-    compile: bool = False
+    # torch.compile the training step (fuses the norms, RoPE and SwiGLU; ~1.4x on CPU). Falls back to eager
+    # with a warning where compilation fails (e.g. no C++ compiler).
+    compile: bool = True
 
 
 @dataclass(frozen=True)
