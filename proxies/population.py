@@ -180,8 +180,13 @@ class ChunkTrainer:
 
 
 def chunk_sizes(n: int, limit: int) -> list[int]:
-    """Split n members into near-equal chunks of at most ``limit`` (at most two distinct sizes to compile)."""
-    k = max(1, math.ceil(n / max(1, limit)))
+    """Split n members into chunks of at most ``limit``: equal chunks when a divisor of n is at least half the
+    limit, else near-equal ones (at most two distinct sizes: each size is one model to build and compile)."""
+    limit = max(1, min(limit, n))
+    divisor = max(d for d in range(1, limit + 1) if n % d == 0)
+    if 2 * divisor >= limit:
+        return [divisor] * (n // divisor)
+    k = math.ceil(n / limit)
     return [n // k + (1 if i < n % k else 0) for i in range(k)]
 
 

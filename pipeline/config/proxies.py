@@ -48,10 +48,10 @@ class TrainConfig:
     """Optimisation settings shared by every member of a population (RegMix: AdamW, betas (0.9, 0.95),
     weight decay 0.1, grad clip 1.0, constant LR after warm-up)."""
 
-    steps: int = 300
-    batch_size: int = 16  # sequences per step, per member
+    steps: int = 100
+    batch_size: int = 8  # sequences per step, per member
     lr: float = 2e-3
-    warmup_steps: int = 30
+    warmup_steps: int = 10
     min_lr_ratio: float = 1.0  # 1.0 = constant after warm-up (RegMix); < 1 = cosine decay to lr * ratio
     weight_decay: float = 0.1
     beta1: float = 0.9
@@ -59,7 +59,7 @@ class TrainConfig:
     grad_clip: float = 1.0
     # Steps at which validation losses are recorded (the last step is always added).
     eval_at: list[int] = field(default_factory=list)
-    eval_tokens: int = 32_768  # per domain and per target at each checkpoint
+    eval_tokens: int = 16_384  # per domain and per target at each checkpoint
     device: Literal["auto", "cpu", "cuda"] = "auto"
     # Members trained in one batched model at a time (0 = all at once; on CPU a few suffice to fill the cores).
     population_chunk: int = 0
