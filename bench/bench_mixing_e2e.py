@@ -1,0 +1,200 @@
+"""Mixing end to end on the real corpora (../shared/corpora): proxies -> RegMix / Aioli -> validation runs.
+
+What runs (every phase cached under the work folder, ``CURAMIX_MIXING_E2E_DIR``, default
+/tmp/curamix_mixing_e2e, so a re-run only redoes what changed):
+1. staging of the 16 raw files into 10 domains (the corpora README's suggested domains);
+2. a byte-level BPE and per-domain token bins (held-out validation split by document);
+3. a RegMix sweep: ``N_SWEEP`` candidate mixtures from ``mixers.sample_mixtures`` trained as one population;
+4. RegMix (LightGBM, 1,000,000 simulated mixtures, top-100) on the mean per-domain validation loss; the same
+   with ridge; Aioli online in one proxy run of the same budget (probe steps included);
+5. validation: fresh proxies (``SEEDS`` seeds) trained with the same steps (tokens) on each chosen mixture and
+   on uniform, natural and temperature (T=2); losses on a validation slice that no mixer has read.
+
+Curation and pruning are skipped (staged documents go straight to the bins): this measures the mixers, and
+keeps the run within a 2-core CPU budget. The proxies are tiny (see ``PROXIES``): numbers are about
+proxy-scale models, not about a 1B model.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import yaml
+
+CORPORA = Path(__file__).resolve().parent.parent.parent / "shared" / "corpora" / "raw"
+SOURCES = [
+    ("gutenberg", "books_gutenberg.jsonl.zst", "books", {}),
+    ("go_stdlib", "code_go_stdlib.parquet", "code", {"text_field": "content"}),
+    ("sgd", "dialogue_sgd.jsonl.gz", "dialogue", {}),
+    ("uslm", "law_uslm_usgov.jsonl.zst", "law", {}),
+    ("spdx", "law_spdx_license_texts.jsonl.zst", "law", {}),
+    ("gsm8k", "math_gsm8k_train.jsonl", "math", {"template": "Question: {question}\nAnswer: {answer}"}),
+    ("stacks", "math_stacks_project.jsonl.zst", "math", {}),
+    ("openlogic", "math_openlogic.jsonl.zst", "math", {}),
+    ("factbook", "ref_cia_factbook.jsonl.zst", "encyclopedia", {}),
+    ("wikipedia", "ref_wikipedia_gensim_sample.jsonl.zst", "encyclopedia", {}),
+    ("foldoc", "ref_foldoc.jsonl.zst", "encyclopedia", {}),
+    ("scitldr", "science_scitldr_abstracts.jsonl.zst", "science", {}),
+    ("lightandmatter", "science_lightandmatter_physics.jsonl.zst", "science", {}),
+    ("python_docs", "techdocs_python311_rst.jsonl.zst", "techdocs", {}),
+    ("movie_reviews", "web_movie_reviews.jsonl.zst", "web_ugc", {}),
+    ("speeches", "web_us_speeches.jsonl.zst", "speeches", {}),
+]
+PROXIES = {
+    "model": {"n_layers": 2, "d_model": 128, "n_heads": 4, "d_ff": 256, "seq_len": 64},
+    "train": {"steps": 120, "batch_size": 16, "lr": 3e-3, "warmup_steps": 12, "eval_tokens": 4096},
+    "validation_fraction": 0.1,
+    "max_train_tokens_per_domain": 3_000_000,
+}
+N_SWEEP = 32
+SEEDS = 3
+VOCAB = 2048
+
+
+def _spec_body(work: Path, steps: int) -> dict:
+    proxies = json.loads(json.dumps(PROXIES))
+    proxies["train"]["steps"] = steps
+    return {
+        "name": "mixing-e2e", "seed": 20261122, "data_root": str(work / "data"),
+        "sources": [{"name": n, "path": str(CORPORA / f), "domain": d, **extra} for n, f, d, extra in SOURCES],
+        "staging": {"on_bad_file": "quarantine"},
+        "tokenizer": {"vocab_size": VOCAB, "max_training_bytes": 8_000_000},
+        "proxies": proxies,
+        # 20M-token training set, at most 4 epochs per domain: the caps bind for the small domains only.
+        "output": {"total_tokens": 20_000_000, "max_epochs": 4.0},
+        "mixing": {"method": "regmix",
+                   "regmix": {"regressor": "lightgbm", "num_samples": 1_000_000, "top_k": 100},
+                   "aioli": {"update_steps": 40, "lp_rounds": 1, "lp_steps": 1, "one_hot_factor": 0.75,
+                             "eta": 1.0, "ema": 0.1}},
+    }
+
+
+def _log(msg: str) -> None:
+    print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
+
+
+def run(quick: bool = False) -> dict:
+    from mixers.choose import choose_regmix, mixing_inputs
+    from mixers.online import validation_runs
+    from mixers.proxy_table import proxy_runs_from_table
+    from mixers.regmix import sample_mixtures
+    from mixers.stage import available_tokens, choose_aioli
+    from pipeline.spec import load_spec
+    from pipeline.staging import stage_domain
+    from pipeline.store import DataRoot
+    from proxies.bins import Bins, build_bins
+    from proxies.population import train_population
+    from proxies.tokenizer import sample_training_texts, save_tokenizer, train_tokenizer
+
+    work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
+    work.mkdir(parents=True, exist_ok=True)
+    steps = 40 if quick else PROXIES["train"]["steps"]
+    n_sweep = 16 if quick else N_SWEEP
+    seeds = 1 if quick else SEEDS
+    (work / "spec.yaml").write_text(yaml.safe_dump(_spec_body(work, steps), sort_keys=False))
+    spec = load_spec(work / "spec.yaml")
+    root = DataRoot(spec.data_root)
+    figures: dict = {"steps": steps, "n_sweep": n_sweep, "seeds": seeds, "proxies": PROXIES, "timings_s": {}}
+    t0 = time.perf_counter()
+
+    for d in spec.domains:
+        if d not in root.domains("documents"):
+            _log(f"staging {d}")
+            stage_domain(spec, d, root=root)
+    figures["timings_s"]["staging"] = round(time.perf_counter() - t0, 1)
+
+    bins_dir = root.root / "token_bins"
+    if not (bins_dir / "meta.json").exists():
+        t = time.perf_counter()
+        _log("tokenizer + bins")
+        tok = train_tokenizer(sample_training_texts(root, "documents", spec.domains, max_bytes=8_000_000,
+                                                    seed=spec.seed_for("tokenizer")), vocab_size=VOCAB)
+        sha = save_tokenizer(tok, root.root / "tokenizer" / "tokenizer.json")
+        build_bins(root, "documents", spec.domains, bins_dir, tokenizer=tok, tokenizer_sha256=sha,
+                   validation_fraction=spec.proxies.validation_fraction, seed=spec.seed_for("token_bins"),
+                   max_train_tokens=spec.proxies.max_train_tokens_per_domain, min_validation_docs=2)
+        figures["timings_s"]["tokenize"] = round(time.perf_counter() - t, 1)
+    bins = Bins.open(bins_dir)
+    meta = json.loads((bins_dir / "meta.json").read_text())
+    figures["domains"] = {d: {k: meta["domains"][d][k] for k in ("train_tokens", "val_tokens")} for d in bins.domains}
+
+    sweep_file = root.root / "proxy_runs" / f"sweep_{n_sweep}x{steps}" / "results.parquet"
+    if not sweep_file.exists():
+        t = time.perf_counter()
+        _log(f"sweep: {n_sweep} proxies x {steps} steps")
+        W = sample_mixtures(bins.prior(), n_sweep, seed=spec.seed_for("proxy_runs"))
+        table = train_population(bins, W, spec.proxies, spec.seed_for("proxy_runs") % 2**31,
+                                 run_ids=[f"m{i}" for i in range(n_sweep)], progress=_log)
+        sweep_file.parent.mkdir(parents=True, exist_ok=True)
+        table.write_parquet(sweep_file)
+        figures["timings_s"]["sweep"] = round(time.perf_counter() - t, 1)
+    table = pl.read_parquet(sweep_file)
+    runs = proxy_runs_from_table(table, bins.domains)
+    mean_loss = np.mean([runs.losses[d] for d in bins.domains], axis=0)
+    figures["sweep_mean_loss"] = {"min": float(mean_loss.min()), "max": float(mean_loss.max()),
+                                  "std": float(mean_loss.std())}
+
+    cfg = spec.mixing
+    inputs = mixing_inputs(available_tokens(meta), cfg, budget_tokens=spec.output.total_tokens,
+                           max_epochs=spec.output.max_epochs)
+    seed = spec.seed_for("mixing") % 2**31
+    chosen: dict[str, list[float]] = {}
+    for regressor in ("lightgbm", "ridge"):
+        t = time.perf_counter()
+        import dataclasses
+
+        c = dataclasses.replace(cfg, regmix=dataclasses.replace(cfg.regmix, regressor=regressor,
+                                                                 num_samples=100_000 if quick else 1_000_000))
+        out = choose_regmix(runs, inputs, c, seed=seed)
+        name = f"regmix_{regressor}"
+        chosen[name] = [out.mixture[d] for d in inputs.domains]
+        figures[name] = {"mixture": out.mixture, "predicted": out.predicted,
+                         "heldout_spearman": out.quality["combined"]["spearman"],
+                         "heldout_mse": out.quality["combined"]["mse"], "seconds": round(time.perf_counter() - t, 1)}
+        _log(f"{name}: {figures[name]['heldout_spearman']:.3f} held-out Spearman; "
+             f"{ {d: round(w, 3) for d, w in out.mixture.items()} }")
+
+    t = time.perf_counter()
+    aioli = choose_aioli(bins, spec.proxies, inputs, cfg, seed=seed, progress=_log)
+    chosen["aioli"] = [aioli.mixture[d] for d in inputs.domains]
+    figures["aioli"] = {"mixture": aioli.mixture, "online_run_test_average": aioli.details["online_run_test_average"],
+                        "probe_steps": aioli.details["probe_steps"], "steps_trained": aioli.details["steps_trained"],
+                        "seconds": round(time.perf_counter() - t, 1)}
+    for name in ("uniform", "natural", "temperature"):
+        mix = inputs.baselines([name], cfg.temperature)[name]
+        chosen[name] = [mix[d] for d in inputs.domains]
+
+    t = time.perf_counter()
+    _log(f"validation: {len(chosen)} mixtures x {seeds} seeds x {steps} steps")
+    val = validation_runs(bins, spec.proxies, chosen, steps=steps, seeds=[seed + 1000 + i for i in range(seeds)],
+                          progress=_log)
+    figures["timings_s"]["validation"] = round(time.perf_counter() - t, 1)
+    figures["validation"] = {n: {"average": v["average"], "per_seed_average": v["per_seed_average"],
+                                 "losses": v["losses"]} for n, v in val.items()}
+    figures["validation_tokens_per_run"] = next(iter(val.values()))["tokens"]
+    figures["disjoint_test_domains"] = next(iter(val.values()))["disjoint_test"]
+    base = min(val["uniform"]["average"], val["natural"]["average"])
+    figures["beats_uniform_and_natural"] = {n: val[n]["average"] < base for n in val if n not in
+                                            ("uniform", "natural")}
+    figures["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
+    (work / "figures.json").write_text(json.dumps(figures, indent=2, default=float))
+    return figures
+
+
+def summarize(f: dict) -> str:
+    v = f["validation"]
+    rows = ", ".join(f"{n} {x['average']:.4f}" for n, x in sorted(v.items(), key=lambda kv: kv[1]["average"]))
+    return (f"Real corpora, {f['n_sweep']} proxy runs x {f['steps']} steps, validation {f['seeds']} seed(s): average "
+            f"held-out loss per mixture (lower is better): {rows}. RegMix (LightGBM) held-out Spearman "
+            f"{f['regmix_lightgbm']['heldout_spearman']:.3f}; Aioli online run {f['aioli']['online_run_test_average']:.4f}.")
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2, default=float))
