@@ -173,10 +173,15 @@ def test_seta_reads_difficulty_scores_or_fails_clearly(curated):
     docs = root.scan(INPUT_STAGE).select("doc_id", "domain", "n_chars").collect()
     scores = docs.with_columns(loss=(pl.col("n_chars") % 97).cast(pl.Float64) / 10).select("doc_id", "domain", "loss")
     (root.root / "difficulty_scores").mkdir()
+    scores.head(0).write_parquet(root.root / "difficulty_scores" / "scores.parquet")
+    with pytest.raises(PruningError, match="holds no scores"):
+        prune_stage(spec, root=root)
     scores.head(10).write_parquet(root.root / "difficulty_scores" / "scores.parquet")
     with pytest.raises(PruningError, match="have no loss"):
         prune_stage(spec, root=root)
-    scores.write_parquet(root.root / "difficulty_scores" / "scores.parquet")
+    # a scored document without tokens (NaN) takes its domain's median instead of failing
+    scores.with_columns(loss=pl.when(pl.int_range(pl.len()) == 0).then(float("nan")).otherwise(pl.col("loss"))
+                        ).write_parquet(root.root / "difficulty_scores" / "scores.parquet")
     result = prune_stage(spec, root=root)
     _accounting(root)
     rejects = root.scan_rejects(STAGE).collect()

@@ -77,13 +77,19 @@ def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domai
         raise PruningError(f"pruning.method 'seta' needs per-document losses at {path} (columns doc_id, domain, "
                            "loss), written by the difficulty_scores asset: materialize it first")
     scores = pl.read_parquet(path, columns=["doc_id", "domain", "loss"]).unique(["domain", "doc_id"], keep="first")
+    if scores.height == 0:
+        raise PruningError(f"{path} holds no scores (is the proxies stage disabled?); pruning.method 'seta' needs "
+                           "per-document losses from a reference proxy")
     pool = pl.DataFrame({"doc_id": doc_ids, "domain": domains}).with_row_index("row")
     joined = pool.join(scores, on=["domain", "doc_id"], how="left").sort("row")
-    missing = joined["loss"].is_null() | joined["loss"].is_nan()
+    missing = joined["loss"].is_null()
     if missing.any():
         example = joined.filter(missing).row(0, named=True)
         raise PruningError(f"{path}: {int(missing.sum())} of {len(pool)} documents have no loss (e.g. doc_id "
                            f"{example['doc_id']} in domain {example['domain']}); re-materialize difficulty_scores")
+    # A scored document with no token has a NaN loss: it gets its domain's median (neither easy nor hard).
+    joined = joined.with_columns(pl.when(pl.col("loss").is_nan()).then(None).otherwise(pl.col("loss")).alias("loss"))
+    joined = joined.with_columns(pl.col("loss").fill_null(pl.col("loss").median().over("domain")).fill_null(0.0))
     return joined["loss"].to_numpy().astype(np.float64)
 
 
