@@ -34,6 +34,7 @@ import shutil
 import sys
 import tempfile
 import time
+import dataclasses
 from collections import Counter
 from pathlib import Path
 
@@ -65,11 +66,11 @@ CORPUS: dict[str, tuple[str, str]] = {
 # --quick: one file per format (plain JSONL with the template, gzip, zstd, Parquet), ~60 MB of text.
 QUICK_FILES = ["math_gsm8k_train.jsonl", "dialogue_sgd.jsonl.gz", "web_movie_reviews.jsonl.zst",
                "code_go_stdlib.parquet"]
-# "curamix_zstd1" is curamix with its Parquet zstd level set to 1, DataTrove's (pyarrow's default
-# zstd level; DataTrove's writer has no level option), so that both write with the same settings.
-# curamix ships level 3 (~13% smaller files, about twice the compression CPU).
-SIDES = ("curamix", "datatrove", "curamix_zstd1")
-CURAMIX_SIDES = ("curamix", "curamix_zstd1")
+# "curamix" runs with its default staging settings: Parquet zstd level 1, the level DataTrove's writer
+# uses (pyarrow's default; DataTrove has no level option), so both sides write with the same settings.
+# "curamix_zstd3" sets staging.compression_level: 3 (~13% smaller files, about twice the compression CPU).
+SIDES = ("curamix", "datatrove", "curamix_zstd3")
+CURAMIX_SIDES = ("curamix", "curamix_zstd3")
 MB = 1e6  # decimal megabytes, as in the corpora README's "text MB"
 
 
@@ -94,16 +95,14 @@ def _write_spec(files: list[str], raw: Path, folder: Path) -> Path:
 
 
 def child_curamix(files: list[str], raw: Path, out: Path, *, zstd_level: int | None = None) -> dict:
-    from pipeline import staging
-    from pipeline.spec import load_spec
+    from pipeline.spec import load_spec, replace_section
     from pipeline.staging import stage_domain
-
-    if zstd_level is not None:
-        staging.PARQUET_OPTIONS["compression_level"] = zstd_level
 
     baseline = self_peak_rss_mib()
     started, cpu_started = time.perf_counter(), time.process_time()
     spec = load_spec(_write_spec(files, raw, out))
+    if zstd_level is not None:
+        spec = replace_section(spec, staging=dataclasses.replace(spec.staging, compression_level=zstd_level))
     docs = text_bytes = rejected = 0
     for domain in spec.domains:
         stats = stage_domain(spec, domain)
@@ -228,8 +227,8 @@ def run(quick: bool = False, *, rounds: int | None = None, raw: Path = RAW) -> d
         "setup": {"workers_each": 1, "rounds": rounds, "statistic": "median over rounds, sides alternating",
                   "datatrove": "LocalPipelineExecutor(tasks=files per reader, workers=1); ParquetWriter zstd "
                                "(level 1), no CDC, no page index",
-                  "curamix": "stage_domain per domain, as shipped (zstd level 3)",
-                  "curamix_zstd1": "the same with PARQUET_OPTIONS compression_level=1 (DataTrove's)",
+                  "curamix": "stage_domain per domain, default settings (zstd level 1)",
+                  "curamix_zstd3": "the same with staging.compression_level: 3",
                   "load_average_after": [round(x, 2) for x in os.getloadavg()]},
     }
     for side in SIDES:
@@ -283,7 +282,7 @@ def summarize(f: dict) -> str:
         f"Staging {f['input']['files']} raw files ({f['input']['text_mb']} MB of text, {f['input']['docs']} documents; "
         f"{', '.join(f['input']['formats'])}) to per-domain Parquet, one worker each, median of {setup['rounds']} "
         f"alternating rounds, each run in its own process. DataTrove: {setup['datatrove']}. curamix: "
-        f"{setup['curamix']}; curamix_zstd1: {setup['curamix_zstd1']}. Load average after the run: "
+        f"{setup['curamix']}; curamix_zstd3: {setup['curamix_zstd3']}. Load average after the run: "
         f"{setup['load_average_after']} on {os.cpu_count()} cores.",
         "",
         "| | docs/s | text MB/s | work s | text MB per CPU s | process wall s | peak RSS MiB | RSS after imports MiB "
@@ -320,7 +319,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.child == "datatrove":
         emit(child_datatrove(files, args.raw, args.out))
     else:
-        emit(child_curamix(files, args.raw, args.out, zstd_level=1 if args.child == "curamix_zstd1" else None))
+        emit(child_curamix(files, args.raw, args.out, zstd_level=3 if args.child == "curamix_zstd3" else None))
     return 0
 
 

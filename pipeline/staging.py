@@ -33,7 +33,11 @@ log = logging.getLogger(__name__)
 # large documents (books) stream too instead of filling a whole batch of ``batch_rows``.
 FLUSH_CHARS = 8 << 20
 
-PARQUET_OPTIONS = dict(compression="zstd", compression_level=3, use_dictionary=["domain", "source", "source_file", "stage", "reason"])
+_DICTIONARY_COLUMNS = ["domain", "source", "source_file", "stage", "reason"]
+
+
+def parquet_options(config: StagingConfig) -> dict:
+    return dict(compression="zstd", compression_level=config.compression_level, use_dictionary=_DICTIONARY_COLUMNS)
 
 
 class StagingError(RuntimeError):
@@ -99,7 +103,8 @@ def _sha256(path: Path) -> str:
 class _RejectSink:
     """Appends reject rows to one Parquet file in batches."""
 
-    def __init__(self, path: Path, batch_rows: int):
+    def __init__(self, path: Path, batch_rows: int, options: dict):
+        self.options = options
         self.path = path
         self.batch_rows = batch_rows
         self.rows: list[dict] = []
@@ -114,14 +119,14 @@ class _RejectSink:
         if not self.rows:
             return
         if self.writer is None:
-            self.writer = pq.ParquetWriter(self.path, REJECT_SCHEMA, **PARQUET_OPTIONS)
+            self.writer = pq.ParquetWriter(self.path, REJECT_SCHEMA, **self.options)
         self.writer.write_table(pa.Table.from_pylist(self.rows, schema=REJECT_SCHEMA))
         self.rows = []
 
     def close(self) -> None:
         self.flush()
         if self.writer is None:  # always leave a (possibly empty) rejects file behind
-            pq.write_table(REJECT_SCHEMA.empty_table(), self.path, **PARQUET_OPTIONS)
+            pq.write_table(REJECT_SCHEMA.empty_table(), self.path, **self.options)
         else:
             self.writer.close()
 
@@ -192,7 +197,7 @@ def stage_file(
         pending.clear()
         pending_chars = 0
         if writer is None:
-            writer = pq.ParquetWriter(out_path, DOCUMENT_SCHEMA, **PARQUET_OPTIONS)
+            writer = pq.ParquetWriter(out_path, DOCUMENT_SCHEMA, **parquet_options(config))
         writer.write_table(table, row_group_size=config.batch_rows)
         bytes_here += int(pc.sum(table["n_bytes"]).as_py() or 0)
 
@@ -282,7 +287,7 @@ def stage_domain(
     result = DomainStats(domain=domain, sources={})
     with root.write_domain(STAGE, domain) as out:
         (out / "data").mkdir()
-        rejects = _RejectSink(out / "rejects.parquet", config.batch_rows)
+        rejects = _RejectSink(out / "rejects.parquet", config.batch_rows, parquet_options(config))
         try:
             for source in sources:
                 stats = result.sources.setdefault(source.name, SourceStats())
