@@ -1,0 +1,11 @@
+"""Proxy language models: the measuring instrument for mixing (RegMix, Aioli) and SeTa's difficulty scores.
+
+Modules, each one step with plain inputs and outputs (no Dagster here; the assets are in ``assets/proxies.py``):
+  tokenizer.py   byte-level BPE trained offline (HF ``tokenizers``), saved tokenizer.json + sha256
+  bins.py        per-domain train/validation token arrays (split by document), target sets; ``Bins.open``
+  model.py       ``PopulationLM``: N decoder-only LMs (RMSNorm, RoPE, SwiGLU) with stacked weights
+  loader.py      mixture-sampling batches (a mixture or a schedule of mixtures), deterministic from a seed
+  population.py  ``train_population(bins, mixtures, config, seed) -> results table`` (columns documented there)
+  scoring.py     mean token loss per document with a trained proxy
+  sweep.py       candidate mixtures (fallback to ``mixers.regmix.sample_mixtures``), saving/loading a proxy
+"""

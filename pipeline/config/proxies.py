@@ -33,7 +33,7 @@ class ModelConfig:
     d_model: int = 256
     n_heads: int = 4
     d_ff: int = 512  # SwiGLU inner width
-    seq_len: int = 256
+    seq_len: int = 128
     rope_base: float = 10000.0
     tie_embeddings: bool = False
     init_std: float = 0.02
@@ -49,7 +49,7 @@ class TrainConfig:
     weight decay 0.1, grad clip 1.0, constant LR after warm-up)."""
 
     steps: int = 100
-    batch_size: int = 8  # sequences per step, per member
+    batch_size: int = 16  # sequences per step, per member
     lr: float = 2e-3
     warmup_steps: int = 10
     min_lr_ratio: float = 1.0  # 1.0 = constant after warm-up (RegMix); < 1 = cosine decay to lr * ratio
