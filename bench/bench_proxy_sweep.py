@@ -49,7 +49,9 @@ TARGETS = {"lambada": ("lambada_openai.jsonl", "{context} {continuation}"),
 
 SWEEP_PROXY = ProxiesConfig(
     model=ModelConfig(n_layers=2, d_model=128, n_heads=4, d_ff=384, seq_len=128),
-    train=TrainConfig(steps=100, batch_size=16, lr=3e-3, warmup_steps=10, eval_tokens=8192, eval_at=[50]),
+    # 60 steps x 16 x 128 = 123k tokens per proxy: sized so that 36 proxies fit the 30-minute budget on a shared
+    # 2-core machine (RegMix trains ~1B tokens per proxy on GPUs; the ranking of mixtures emerges much earlier).
+    train=TrainConfig(steps=60, batch_size=16, lr=3e-3, warmup_steps=6, eval_tokens=4096, eval_at=[30]),
 )
 
 
