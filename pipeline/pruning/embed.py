@@ -66,7 +66,12 @@ class HashingSVDEmbedder:
 
         self.columns = None
         counts = self._counts(texts).tocsc()
-        self.columns = np.flatnonzero(np.diff(counts.indptr))
+        df = np.diff(counts.indptr)
+        # Buckets seen in one fitting document only (mostly rare bigrams) carry no co-occurrence for
+        # LSA but dominate the SVD's cost (its range finder factorizes an n_buckets x dim matrix).
+        self.columns = np.flatnonzero(df >= 2)
+        if len(self.columns) <= self.dim:
+            self.columns = np.flatnonzero(df >= 1)
         counts = counts[:, self.columns].tocsr()
         self.tfidf = TfidfTransformer(sublinear_tf=True).fit(counts)
         weighted = self.tfidf.transform(counts)
