@@ -101,6 +101,22 @@ def test_ngram_shingles_stay_inside_documents():
     assert len(set(grams.tolist())) == 4
 
 
+def test_text_batches_respect_the_byte_budget(tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.curation.run import iter_text_batches
+
+    sizes = [random.Random(2).randint(1, 3000) for _ in range(900)] + [50_000, 5]
+    pq.write_table(pa.table({"gidx": range(len(sizes)), "text": ["x" * n for n in sizes]}), tmp_path / "t.parquet",
+                   row_group_size=700)
+    frames = list(iter_text_batches(tmp_path / "t.parquet", ["gidx", "text"], 10_000))
+    assert [g for f in frames for g in f["gidx"].to_list()] == list(range(len(sizes)))
+    for f in frames:  # at most the budget plus the one document that crossed it
+        lengths = f["text"].str.len_bytes().to_list()
+        assert sum(lengths) - lengths[-1] < 10_000
+
+
 # ---------------------------------------------------------------- filters
 
 

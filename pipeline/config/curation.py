@@ -59,8 +59,6 @@ class MinHashConfig:
     lowercase: bool = True
     strip_accents: bool = True
     normalize_numbers: bool = True
-    # Shingling batch: documents are hashed this many UTF-8 bytes at a time (bounds memory).
-    batch_bytes: int = 16_000_000
 
     def __post_init__(self) -> None:
         if self.ngram < 1 or self.num_perm < 1 or self.bands < 1 or self.rows < 1:
@@ -214,8 +212,9 @@ class CurationConfig:
     gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
     c4: C4Config = field(default_factory=C4Config)
     domains: dict[str, DomainCurationConfig] = field(default_factory=dict)
-    # Documents per filter batch (one polars frame of lines and words per batch).
-    filter_batch_bytes: int = 16_000_000
+    # Text per batch (filters and shingling work on one batch at a time, vectorized): bounds the
+    # stage's memory; larger batches are barely faster.
+    batch_bytes: int = 2_000_000
     excerpt_chars: int = 200
 
     def __post_init__(self) -> None:

@@ -44,7 +44,6 @@ def exact_dedup(
     con = duckdb.connect(str(work / "exact.duckdb"))
     try:
         con.execute(f"SET temp_directory = '{work / 'spill'}'")
-        con.execute("SET preserve_insertion_order = false")
         if threads:
             con.execute(f"SET threads = {int(threads)}")
         all_files = [f for files in files_by_domain.values() for f in files]

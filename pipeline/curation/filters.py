@@ -120,19 +120,29 @@ class GopherQualityFilter(DocFilter):
 
     def evaluate(self, batch: Batch) -> pl.DataFrame:
         c = self.config
-        words = batch.words.with_columns(
-            pl.col("word").str.contains(r"^[\p{P}\p{S}]+$").alias("symbol"),
-            pl.col("word").str.contains(r"\p{L}").alias("alpha"),
-        )
-        stop = set(w.lower() for w in c.stop_words)
-        per_doc = words.group_by("idx").agg(
-            pl.len().alias("n_words"),
-            (~pl.col("symbol")).sum().alias("n_real"),
-            pl.col("chars").filter(~pl.col("symbol")).mean().alias("avg_len"),
-            pl.col("alpha").sum().alias("n_alpha"),
-            pl.col("word").str.to_lowercase().filter(pl.col("word").str.to_lowercase().is_in(list(stop)))
-            .n_unique().alias("n_stop"),
-        )
+        n_docs = len(batch)
+        words = batch.words
+        idx = words["idx"].cast(pl.Int64).to_numpy()
+        real = ~words["word"].str.contains(r"^[\p{P}\p{S}]+$").to_numpy()
+        alpha = words["word"].str.contains(r"\p{L}").to_numpy()
+        stop_list = sorted({w.lower() for w in c.stop_words})
+        # stop-word number per word (-1: none); distinct (document, stop word) pairs counted per document
+        code = (words["word"].str.to_lowercase()
+                .replace_strict(stop_list, list(range(len(stop_list))), default=-1, return_dtype=pl.Int64).to_numpy())
+        hit = code >= 0
+        pairs = np.unique(idx[hit] * (len(stop_list) + 1) + code[hit]) // (len(stop_list) + 1)
+        chars = words["chars"].cast(pl.Int64).to_numpy()
+        n_real = np.bincount(idx, weights=real, minlength=n_docs)
+        with np.errstate(invalid="ignore", divide="ignore"):
+            avg_len = np.bincount(idx, weights=chars * real, minlength=n_docs) / n_real
+        per_doc = pl.DataFrame({
+            "idx": np.arange(n_docs, dtype=np.uint32),
+            "n_words": np.bincount(idx, minlength=n_docs),
+            "n_real": n_real,
+            "avg_len": np.where(n_real > 0, avg_len, np.nan),
+            "n_alpha": np.bincount(idx, weights=alpha, minlength=n_docs),
+            "n_stop": np.bincount(pairs, minlength=n_docs),
+        }).with_columns(pl.col("avg_len").fill_nan(None))
         lines = batch.lines.filter(pl.col("line") != "").group_by("idx").agg(
             pl.len().alias("n_lines"),
             pl.col("line").str.contains(r"^[•\-\*‣◦●▪–]").sum().alias("bullets"),
@@ -197,6 +207,20 @@ def _ngram_keys(doc: np.ndarray, h: np.ndarray, n: int) -> tuple[np.ndarray, np.
     return starts, mix64(key[starts] ^ np.uint64(_NGRAM_SEED + n))
 
 
+def _ngram_counts(doc: np.ndarray, h: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """(start positions, occurrences of that n-gram in its document) for every in-document n-gram.
+
+    Counting sorts one uint64 key per n-gram (n-gram hash mixed with the document index) instead of
+    grouping a frame: a few arrays of the batch's word count, nothing more.
+    """
+    starts, key = _ngram_keys(doc, h, n)
+    if len(starts) == 0:
+        return starts, np.empty(0, dtype=np.int64)
+    keyed = mix64(key ^ (doc[starts].astype(np.uint64) * np.uint64(0xD6E8FEB86659FD93)))
+    _, inverse, counts = np.unique(keyed, return_inverse=True, return_counts=True)
+    return starts, counts[inverse]
+
+
 class GopherRepetitionFilter(DocFilter):
     """Gopher repetition rules (Rae et al., 2021, table A1), vectorized.
 
@@ -247,21 +271,18 @@ class GopherRepetitionFilter(DocFilter):
         word_chars = np.maximum(np.bincount(doc, weights=length, minlength=n_docs), 1)
         cum = np.r_[0, np.cumsum(length)]
         for n in sorted(c.top_ngram_char_frac):
-            starts, key = _ngram_keys(doc, h, n)
+            starts, count = _ngram_counts(doc, h, n)
             top = np.zeros(n_docs)
             if len(starts):
-                grams = pl.DataFrame({"d": doc[starts], "k": key, "c": cum[starts + n] - cum[starts]})
-                best = (grams.group_by("d", "k").agg(pl.len().alias("n"), pl.col("c").first())
-                        .filter(pl.col("n") > 1)
-                        .group_by("d").agg((pl.col("n") * pl.col("c")).max().alias("top")))
-                top[best["d"].to_numpy()] = best["top"].to_numpy()
+                # chars of the n-gram starting at each position, times how often it occurs (if > 1)
+                value = np.where(count > 1, count * (cum[starts + n] - cum[starts]), 0)
+                np.maximum.at(top, doc[starts], value)
             out[f"top_{n}"] = top / word_chars
         for n in sorted(c.dup_ngram_char_frac):
-            starts, key = _ngram_keys(doc, h, n)
+            starts, count = _ngram_counts(doc, h, n)
             covered_chars = np.zeros(n_docs)
             if len(starts):
-                counts = pl.DataFrame({"d": doc[starts], "k": key}).select(pl.len().over("d", "k"))
-                dup_starts = starts[counts.to_series().to_numpy() > 1]
+                dup_starts = starts[count > 1]
                 delta = np.bincount(dup_starts, minlength=len(h) + n + 1) - np.bincount(dup_starts + n, minlength=len(h) + n + 1)
                 covered = np.cumsum(delta)[: len(h)] > 0
                 covered_chars = np.bincount(doc, weights=length * covered, minlength=n_docs)

@@ -91,17 +91,23 @@ def permutations(num_perm: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 def signatures(
-    hashes: np.ndarray, doc: np.ndarray, n_docs: int, *, num_perm: int, seed: int, chunk: int = 1 << 15
+    hashes: np.ndarray, doc: np.ndarray, n_docs: int, *, num_perm: int, seed: int, chunk: int = 1 << 13
 ) -> np.ndarray:
-    """MinHash signatures ``uint32[n_docs, num_perm]``; a document without shingles keeps MAX_U32."""
+    """MinHash signatures ``uint32[n_docs, num_perm]``; a document without shingles keeps MAX_U32.
+
+    Shingles are processed ``chunk`` at a time with in-place arithmetic, so the transient memory is
+    one ``chunk x num_perm`` uint64 block (6.5 MB at the defaults) whatever the batch size.
+    """
     a, b = permutations(num_perm, seed)
     sig = np.full((n_docs, num_perm), MAX_U32, dtype=np.uint32)
     for lo in range(0, len(hashes), chunk):
         h = hashes[lo:lo + chunk]
         d = doc[lo:lo + chunk]
-        permuted = ((h[:, None] * a[None, :] + b[None, :]) >> _SHIFT).astype(np.uint32)
+        permuted = np.multiply.outer(h, a)
+        permuted += b
+        permuted >>= _SHIFT
         starts = np.flatnonzero(np.r_[True, d[1:] != d[:-1]])
-        mins = np.minimum.reduceat(permuted, starts, axis=0)
+        mins = np.minimum.reduceat(permuted, starts, axis=0).astype(np.uint32)
         owners = d[starts]  # a document spans chunks at most at their edges: combine with what is there
         sig[owners] = np.minimum(sig[owners], mins)
     return sig

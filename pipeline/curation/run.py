@@ -29,6 +29,7 @@ from pathlib import Path
 import numpy as np
 import polars as pl
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from pipeline.config.curation import CurationConfig
@@ -80,15 +81,27 @@ class Seeds:
 
 
 def iter_text_batches(path: Path, columns: list[str], batch_bytes: int) -> Iterator[pl.DataFrame]:
-    """Row groups of ``path`` gathered into frames of about ``batch_bytes`` of text."""
+    """Frames of about ``batch_bytes`` of text (a larger single document travels alone).
+
+    Record batches are cut row-wise at the budget, so a row group of many large documents (a
+    Gutenberg shelf) never becomes one huge frame.
+    """
     pending: list[pa.RecordBatch] = []
     size = 0
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=512, columns=columns):
-        pending.append(rb)
-        size += rb.column(columns.index("text")).nbytes if "text" in columns else rb.nbytes
-        if size >= batch_bytes:
-            yield pl.from_arrow(pa.Table.from_batches(pending))
-            pending, size = [], 0
+    for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns):
+        lengths = pc.binary_length(rb.column(columns.index("text"))).to_numpy(zero_copy_only=False)
+        start = 0
+        while start < rb.num_rows:
+            # take rows until this batch reaches the budget (at least one row)
+            room = np.cumsum(lengths[start:]) + size
+            stop = start + max(1, int(np.searchsorted(room, batch_bytes, side="left")) + 1)
+            stop = min(stop, rb.num_rows)
+            pending.append(rb.slice(start, stop - start))
+            size = int(room[stop - start - 1])
+            start = stop
+            if size >= batch_bytes:
+                yield pl.from_arrow(pa.Table.from_batches(pending))
+                pending, size = [], 0
     if pending:
         yield pl.from_arrow(pa.Table.from_batches(pending))
 
@@ -171,7 +184,7 @@ def _curate(spec, config: CurationConfig, root, domains, files, work, say) -> di
         chain = filters_for(resolved) if config.filters_enabled else []
         parts = []
         path = exact.unique_files.get(domain)
-        for frame in (iter_text_batches(path, ["gidx", "text"], config.filter_batch_bytes) if path else []):
+        for frame in (iter_text_batches(path, ["gidx", "text"], config.batch_bytes) if path else []):
             verdict = apply_filters(frame["text"], chain).with_columns(frame["gidx"])
             parts.append(verdict.filter(pl.col("reason").is_not_null()).select("gidx", "reason", "detail"))
             if sink is not None and resolved.near_dedup:
@@ -235,7 +248,7 @@ def _write_domain(root: DataRoot, domain: str, exact, drops: pl.DataFrame, confi
         writer = None
         path = exact.unique_files.get(domain)
         columns = ["gidx", *DOCUMENT_SCHEMA.names]
-        for frame in (iter_text_batches(path, columns, config.filter_batch_bytes) if path else []):
+        for frame in (iter_text_batches(path, columns, config.batch_bytes) if path else []):
             report.bytes_in += int(frame["n_bytes"].sum())
             dropped = frame.join(drops, on="gidx", how="inner")
             kept = frame.join(drops, on="gidx", how="anti").sort("gidx")
