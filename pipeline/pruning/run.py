@@ -5,6 +5,11 @@ document with the spec's method, and writes ``<root>/pruned/domain=<d>/`` atomic
 document is in ``rejects.parquet`` with ``reason`` = the metric (semdedup, dbp, ssl_prototypes,
 random, seta) and ``detail`` = its score. ``<root>/pruned/report.json`` and ``report.png`` hold the
 per-cluster sizes, complexity and budgets. A disabled stage (or method "none") passes everything.
+
+SemDeDup+DBP: the paper re-embeds and re-clusters the deduplicated set before DBP; we keep the one
+clustering (the embeddings do not change, and the centroids move little when a few near-duplicates
+go) and compute d_intra over the surviving members only. The DBP target is a fraction of the pool
+*before* SemDeDup, as in the paper; when SemDeDup alone goes below it, DBP keeps everything left.
 """
 
 from __future__ import annotations
