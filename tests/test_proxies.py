@@ -208,3 +208,16 @@ def test_candidate_mixtures_respect_bounds():
     assert (mixtures <= np.minimum(15 * prior, 1) + 1e-9).all()
     assert np.array_equal(mixtures, candidate_mixtures(prior, 64, seed=1))
     assert len({tuple(np.round(m, 6)) for m in mixtures}) == 64
+
+
+def test_chunking_and_lr_schedule():
+    from proxies.population import chunk_sizes, lr_at
+
+    assert chunk_sizes(32, 15) == [8, 8, 8, 8] and chunk_sizes(37, 15) == [13, 12, 12] and chunk_sizes(3, 16) == [3]
+    for n, limit in ((1, 1), (7, 3), (64, 64), (100, 9)):
+        sizes = chunk_sizes(n, limit)
+        assert sum(sizes) == n and max(sizes) <= limit and len(set(sizes)) <= 2
+    constant = TrainConfig(lr=1.0, warmup_steps=4, steps=10)
+    assert [lr_at(s, constant) for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
+    cosine = TrainConfig(lr=1.0, warmup_steps=0, steps=10, min_lr_ratio=0.1)
+    assert lr_at(0, cosine) == pytest.approx(1.0) and lr_at(10, cosine) == pytest.approx(0.1)
