@@ -307,3 +307,33 @@ def test_seta_static_window_and_fill():
     assert st.keep.sum() == 180 and st.filled_from and set(band[st.keep]) >= {1, 2, 3}
     st = seta_static(losses, target=40, groups=5, window_scale=0.4, window_start=0, rng=np.random.default_rng(0))
     assert set(band[st.keep]) <= {0, 1}
+
+
+# --- the spec section ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("pruning,where", [
+    ({"method": "magic"}, "pruning.method"),
+    ({"target_fraction": 0}, "pruning.target_fraction"),
+    ({"seta": {"groups": 5, "window_scale": 0.6, "window_start": 3}}, "pruning.seta.window_start"),
+    ({"dbp": {"tau": 0}}, "pruning.dbp.tau"),
+    ({"semdedup": {"epsilon": 0.1, "extra": 1}}, "pruning.semdedup.extra"),
+])
+def test_pruning_spec_errors_name_the_key(tmp_path, pruning, where):
+    from pipeline.spec import SpecError, spec_from_dict
+
+    (tmp_path / "a.txt").write_text("hello")
+    data = {"name": "t", "sources": [{"name": "s", "path": "a.txt", "domain": "d"}], "pruning": pruning}
+    with pytest.raises(SpecError, match=where.replace(".", r"\.")):
+        spec_from_dict(data, path=tmp_path / "spec.yaml")
+
+
+def test_pruning_spec_defaults_and_values(tmp_path):
+    from pipeline.spec import spec_from_dict
+
+    (tmp_path / "a.txt").write_text("hello")
+    data = {"name": "t", "sources": [{"name": "s", "path": "a.txt", "domain": "d"}],
+            "pruning": {"method": "semdedup+dbp", "target_fraction": 0.3, "clusters": {"k": 50},
+                        "dbp": {"tau": 0.1, "l": 5}, "seta": {"window_scale": 0.9}}}
+    cfg = spec_from_dict(data, path=tmp_path / "spec.yaml").pruning
+    assert (cfg.method, cfg.target_fraction, cfg.clusters.k, cfg.dbp.tau, cfg.dbp.l) == ("semdedup+dbp", 0.3, 50, 0.1, 5)
+    assert cfg.semdedup.epsilon == 0.05 and cfg.semdedup.order == "hardest_first" and cfg.active
