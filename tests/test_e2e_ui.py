@@ -248,11 +248,19 @@ def asset_report(ui: UI) -> list[dict]:
             executionForLatestMaterialization { status } } } } } }""")["assetNodes"]
 
 
+def _terminal_like_signals() -> None:
+    """In the child: SIGINT/SIGTERM back to their defaults (a shell that started the tests in the
+    background leaves them ignored), so that dagster dev's Ctrl-C shutdown works as in a terminal."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+
 def stop_process_group(server: subprocess.Popen, timeout: float = 60) -> None:
-    """SIGTERM to dagster dev's whole group, then wait until no process of the group is left."""
+    """Ctrl-C as a terminal sends it (SIGINT to the whole group), then wait until no process of the
+    group is left; a group still alive after ``timeout`` is killed and the test fails."""
     pgid = server.pid
     try:
-        os.killpg(pgid, signal.SIGTERM)
+        os.killpg(pgid, signal.SIGINT)
     except ProcessLookupError:
         return
     deadline = time.monotonic() + timeout
@@ -265,7 +273,7 @@ def stop_process_group(server: subprocess.Popen, timeout: float = 60) -> None:
         time.sleep(0.5)
     os.killpg(pgid, signal.SIGKILL)
     server.wait(timeout=10)
-    raise AssertionError(f"dagster dev's process group {pgid} was still alive {timeout:.0f}s after SIGTERM")
+    raise AssertionError(f"dagster dev's process group {pgid} was still alive {timeout:.0f}s after SIGINT")
 
 
 @pytest.fixture
@@ -288,6 +296,7 @@ def ui_server(tmp_path):
     server = subprocess.Popen(
         [sys.executable, "-m", "dagster", "dev", "-m", "assets.definitions", "-h", "127.0.0.1", "-p", str(port)],
         cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        preexec_fn=_terminal_like_signals,
     )
     ui = UI(port)
     try:

@@ -58,8 +58,10 @@ def test_domain_partitions_fan_out_over_processes(tmp_path):
         # Each run's step ran in a child process of the run (the multiprocess executor).
         for record in records:
             logs = instance.all_logs(record.dagster_run.run_id)
-            run_pids = {e.pid for e in logs if e.dagster_event and e.dagster_event.event_type_value == "RUN_START"}
-            step_pids = {e.pid for e in logs if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+            run_pids = {e.dagster_event.pid for e in logs
+                        if e.dagster_event and e.step_key is None and e.dagster_event.pid is not None}
+            step_pids = {e.dagster_event.pid for e in logs
+                         if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
             assert step_pids and run_pids and not step_pids & run_pids, (run_pids, step_pids)
             assert any("multiprocess" in (e.user_message or "").lower() for e in logs)
 
