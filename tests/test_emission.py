@@ -88,7 +88,7 @@ def test_quotas_exact_and_manifest(built, corpus):
     tok_sha = hashlib.sha256(Path(corpus[2]).read_bytes()).hexdigest()
     assert manifest["tokenizer"]["sha256"] == tok_sha and manifest["tokenizer"]["eos_token"] == "<|endoftext|>"
     assert manifest["dtype"] == "uint16" and manifest["megatron"]["dtype_code"] == 8
-    assert manifest["mixer"]["method"] == "test" and manifest["mixer"]["inputs"] == {}
+    assert manifest["mixer"]["method"] == "test" and manifest["mixer"]["proportions"] == PROPS
     assert manifest["seeds"]["emission"] == 11
 
 

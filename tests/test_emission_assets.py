@@ -3,6 +3,7 @@ blocking checks pass on a sound set; the manifest carries provenance from the ea
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -67,7 +68,8 @@ def test_training_set_asset_materializes_with_checks(data_root, tmp_path):
     assert checks == {"manifest_verifies": True, "no_empty_shard": True}
     manifest = json.loads((data_root / "training_set" / "manifest.json").read_text())
     assert manifest["spec_hash"] == spec.spec_hash
-    assert manifest["mixer"]["method"] == "uniform"
+    assert manifest["mixer"]["method"] == "uniform" and manifest["mixer"]["inputs"] == {"note": "written by a test"}
+    assert manifest["mixer"]["sha256"] == hashlib.sha256((data_root / "mixture" / "mixture.json").read_bytes()).hexdigest()
     assert manifest["total_tokens"] == 20_000 and len(manifest["sets"]["mixed"]["shards"]) >= 5
     assert set(manifest["domains"]) == set(domains)
     assert manifest["removals"]["pruned"]["removed"][domains[0]] == {"semdedup": 5}

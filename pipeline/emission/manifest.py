@@ -10,6 +10,7 @@ timestamps, so the same spec and inputs give a byte-identical manifest.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
@@ -82,8 +83,13 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
         "mixer": {
             "method": mixture.get("method"),
             "proportions": mixture.get("proportions"),
-            "inputs": {k: v for k, v in mixture.items() if k not in ("proportions", "method")},
+            # The mixer's own record of its inputs (proxy runs, regressor, budget, caps, seeds) when it
+            # writes one; otherwise whatever else mixture.json holds.
+            "inputs": mixture["inputs"] if isinstance(mixture.get("inputs"), dict)
+            else {k: v for k, v in mixture.items() if k not in ("proportions", "method")},
+            "predicted": mixture.get("predicted"),
             "path": str(inputs.mixture_path) if inputs.mixture_path else None,
+            "sha256": _sha256(inputs.mixture_path) if inputs.mixture_path and Path(inputs.mixture_path).exists() else None,
         },
         "seeds": {"emission": inputs.seed, "domain_epoch_order": "sub_seed(emission, 'domain', d, 'epoch', e)",
                   "global_shuffle": "sub_seed(emission, 'global')"},
@@ -91,6 +97,11 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
         **inputs.provenance,
     }
     return manifest
+
+
+def _sha256(path) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def blend_string(sets: dict, total: int) -> str:

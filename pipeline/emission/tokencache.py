@@ -17,6 +17,7 @@ import os
 import shutil
 import uuid
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -88,27 +89,50 @@ def open_cache(path: Path) -> DomainCache:
 
 
 def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-    """(doc_id, text) arrow chunks of about ``batch_bytes`` of text, in file and row order."""
+    """(doc_id, text) arrow chunks of about ``batch_bytes`` of text, in file and row order.
+
+    Row groups can hold hundreds of MB (a few books), so batches are cut by bytes, row by row;
+    a single document larger than ``batch_bytes`` travels alone (staging's max_doc_bytes bounds it).
+    """
     ids: list[pa.Array] = []
     texts: list[pa.Array] = []
     size = 0
     for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=256, columns=["doc_id", "text"]):
+        for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=["doc_id", "text"]):
             text = pc.cast(batch.column("text"), pa.large_string())
-            ids.append(pc.cast(batch.column("doc_id"), pa.string()))
-            texts.append(text)
-            size += int(pc.sum(pc.binary_length(text)).as_py() or 0)
-            if size >= batch_bytes:
-                yield pa.concat_arrays(ids), pa.concat_arrays(texts)
-                ids, texts, size = [], [], 0
+            doc_ids = pc.cast(batch.column("doc_id"), pa.string())
+            nbytes = pc.binary_length(text).to_numpy(zero_copy_only=False)
+            start = 0
+            for i, n in enumerate(nbytes.tolist()):
+                size += n
+                if size >= batch_bytes:
+                    ids.append(doc_ids.slice(start, i + 1 - start))
+                    texts.append(text.slice(start, i + 1 - start))
+                    yield pa.concat_arrays(ids), pa.concat_arrays(texts)
+                    ids, texts, size, start = [], [], 0, i + 1
+            if start < len(text):
+                ids.append(doc_ids.slice(start))
+                texts.append(text.slice(start))
     if ids:
         yield pa.concat_arrays(ids), pa.concat_arrays(texts)
 
 
 def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
-    # encode_batch_fast skips computing character offsets, which pass 1 never needs.
+    # encode_batch_fast skips computing character offsets, which pass 1 never needs. Both release
+    # the GIL while the tokenizer's own threads work, so the next chunk encodes while this one is written.
     fast = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
     return [e.ids for e in fast(texts, add_special_tokens=False)]
+
+
+def _flatten(encoded: list[list[int]], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, all ids back to back) without a Python loop over tokens."""
+    lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
+    flat = np.empty(int(lengths.sum()), dtype=dtype)
+    pos = 0
+    for e, n in zip(encoded, lengths.tolist()):
+        flat[pos: pos + n] = np.fromiter(e, dtype=dtype, count=n)  # numpy refuses ids that do not fit
+        pos += n
+    return lengths, flat
 
 
 def build_domain_cache(
@@ -137,26 +161,32 @@ def build_domain_cache(
     try:
         token_offsets, text_offsets, doc_ids = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], []
         n_tokens = n_bytes = 0
-        limit = np.iinfo(dtype).max
-        with open(tmp / "tokens.bin", "wb") as tok_f, open(tmp / "text.bin", "wb") as text_f:
-            for ids, text in _text_batches(files, batch_bytes=batch_bytes):
-                encoded = _encode(tokenizer, text.to_pylist())
-                lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-                flat = np.fromiter((t for e in encoded for t in e), dtype=np.int64, count=int(lengths.sum()))
-                if len(flat) and int(flat.max()) > limit:
-                    raise ValueError(f"token id {int(flat.max())} does not fit {np.dtype(dtype).name}")
-                tok_f.write(flat.astype(dtype).tobytes())
+        with open(tmp / "tokens.bin", "wb") as tok_f, open(tmp / "text.bin", "wb") as text_f, \
+                ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+
+            def consume(ids: pa.Array, text: pa.Array, future) -> None:
+                nonlocal n_tokens, n_bytes
+                lengths, flat = _flatten(future.result(), np.dtype(dtype))
+                tok_f.write(flat.tobytes())
                 token_offsets.append(n_tokens + np.cumsum(lengths))
                 n_tokens += int(lengths.sum())
                 # Copy the UTF-8 straight out of the Arrow buffers (no re-encoding in Python).
                 offs = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + len(text) + 1]
-                data = text.buffers()[2]
-                text_f.write(memoryview(data)[int(offs[0]): int(offs[-1])])
+                text_f.write(memoryview(text.buffers()[2])[int(offs[0]): int(offs[-1])])
                 text_offsets.append(n_bytes + (offs[1:] - offs[0]))
                 n_bytes += int(offs[-1] - offs[0])
                 doc_ids.extend(ids.to_pylist())
                 if progress:
                     progress(f"tokenized {domain}: {len(doc_ids)} documents, {n_tokens} tokens")
+
+            pending = None
+            for ids, text in _text_batches(files, batch_bytes=batch_bytes):
+                future = pool.submit(_encode, tokenizer, text.to_pylist())
+                if pending is not None:
+                    consume(*pending)  # while the tokenizer works on the next chunk
+                pending = (ids, text, future)
+            if pending is not None:
+                consume(*pending)
             for f in (tok_f, text_f):
                 f.flush()
                 os.fsync(f.fileno())

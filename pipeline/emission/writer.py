@@ -112,12 +112,12 @@ class _ShardSetWriter:
 
     def __init__(self, *, folder: Path, rel: str, label: str, domains: list[str], caches: list[DomainCache],
                  tokenizer: Tokenizer, eos_id: int, dtype: np.dtype, formats: list[str], shard_tokens: int,
-                 progress: Callable[[str], None] | None = None):
+                 cut_texts: dict, progress: Callable[[str], None] | None = None):
         self.folder, self.rel, self.label = folder, rel, label
         self.progress = progress
         self.domains, self.caches, self.tokenizer = domains, caches, tokenizer
         self.eos_id, self.dtype, self.formats, self.shard_tokens = eos_id, dtype, formats, shard_tokens
-        self._cut_text: dict[tuple[int, int, int], bytes] = {}
+        self._cut_text = cut_texts
 
     def write(self, entries: _Entries) -> list[dict]:
         self.folder.mkdir(parents=True, exist_ok=True)
@@ -201,16 +201,33 @@ class _ShardSetWriter:
                    text_data=data, epochs=chunk.epoch, n_tokens=chunk.take)
 
     def _cut(self, dom: int, doc: int, take: int) -> bytes:
-        """The text prefix covered by the first ``take - 1`` tokens of a document (re-encoded for offsets)."""
         key = (dom, doc, take)
         if key not in self._cut_text:
-            cache = self.caches[dom]
-            text = cache.doc_text(doc)
-            enc = self.tokenizer.encode(text, add_special_tokens=False)
-            kept = take - 1
-            end = enc.offsets[kept - 1][1] if kept > 0 else 0
-            self._cut_text[key] = text[:end].encode("utf-8")
+            self._cut_text[key] = cut_text(self.caches[dom], doc, take - 1, self.tokenizer)
         return self._cut_text[key]
+
+
+def cut_text(cache: DomainCache, doc: int, kept: int, tokenizer: Tokenizer) -> bytes:
+    """The UTF-8 text prefix that the first ``kept`` tokens of a document cover.
+
+    Needs character offsets, which the cache does not keep: re-encode a prefix of the text long
+    enough to reproduce those ``kept`` tokens (checked against the cache; doubled until it does),
+    rather than the whole document, which may be megabytes.
+    """
+    if kept <= 0:
+        return b""
+    text = cache.doc_text(doc)
+    start = int(cache.token_offsets[doc])
+    want = np.asarray(cache.tokens[start: start + kept], dtype=np.int64).tolist()
+    chars = min(len(text), 8 * kept + 256)
+    while True:
+        enc = tokenizer.encode(text[:chars], add_special_tokens=False)
+        # Tokens near the end of a prefix may differ from the whole text's; demand a margin.
+        if (len(enc.ids) > kept + 16 or chars >= len(text)) and enc.ids[:kept] == want:
+            return text[: enc.offsets[kept - 1][1]].encode("utf-8")
+        if chars >= len(text):
+            raise EmissionError(f"re-encoding document {cache.doc_ids[doc].decode()} does not reproduce its tokens")
+        chars = min(len(text), chars * 2)
 
 
 def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
@@ -321,7 +338,8 @@ def emit_training_set(
     try:
         cache_list = [caches[d] for d in domains]
         common = dict(domains=domains, caches=cache_list, tokenizer=tokenizer, eos_id=eos_id, dtype=dtype,
-                      formats=list(config.formats), shard_tokens=config.shard_tokens, progress=progress)
+                      formats=list(config.formats), shard_tokens=config.shard_tokens, progress=progress,
+                      cut_texts={})
         sets: dict[str, dict] = {}
         if config.mixed:
             say("writing the mixed set")
