@@ -244,6 +244,9 @@ def run(quick: bool = False) -> dict:
         },
         "ratio_raw_encode_batch_over_emission": round(raw["encode_batch"]["tokens_per_s"] / e2e, 3),
         "ratio_raw_encode_batch_fast_over_emission": round(raw["encode_batch_fast"]["tokens_per_s"] / e2e, 3),
+        # CPU seconds (all threads) are steadier than wall time on a shared, busy machine.
+        "cpu_ratio_emission_over_raw_encode_batch": round(first["cpu_s"] / raw["encode_batch"]["cpu_s"], 3),
+        "cpu_ratio_emission_over_raw_encode_batch_fast": round(first["cpu_s"] / raw["encode_batch_fast"]["cpu_s"], 3),
         "verify_s": round(verify_s, 2),
         "verify_problems": problems[:10],
         "goals": {"tokens_per_s_min": 290_000, "peak_rss_mib_max": 2048, "ratio_max": 1.5},
@@ -264,7 +267,8 @@ def summarize(f: dict) -> str:
         f"**peak {e['peak_rss_mib']} MiB**. Raw `encode_batch` in the same run: "
         f"{f['raw_encode_batch']['tokens_per_s']:,} tokens/s (`encode_batch_fast`: "
         f"{f['raw_encode_batch_fast']['tokens_per_s']:,}); raw / emission = "
-        f"{f['ratio_raw_encode_batch_over_emission']} (goal <= 1.5; >= 290k tokens/s; < 2 GB). "
+        f"{f['ratio_raw_encode_batch_over_emission']} in wall time, emission / raw = "
+        f"{f['cpu_ratio_emission_over_raw_encode_batch']} in CPU seconds (goal <= 1.5; >= 290k tokens/s; < 2 GB). "
         f"Re-emitting with a warm token cache: {f['re_emission_warm_cache']['tokens_per_s']:,} tokens/s. "
         f"Goals met: {f['goals']['met']}."
     )

@@ -179,6 +179,10 @@ def test_cli_verify(built, capsys):
     assert args.func(args) == 0
     printed = capsys.readouterr().out
     assert "ok" in printed and str(out.resolve() / "domains" / "code" / "shard-00000") in printed
+    from assets.cli import main  # the curamix command picks `verify` up from pipeline.emission.cli
+
+    assert main(["verify", str(out)]) == 0
+    assert main(["verify", str(out.parent / "nothing-here")]) == 1
 
 
 def test_blend_string_matches_achieved_proportions(built):

@@ -88,6 +88,7 @@ def _verify(folder: Path, manifest: dict, problems: list[str], *, hashes: bool) 
             problems.append(f"{set_name}: per-domain tokens {per_domain} differ from the manifest's {expected}")
     _check_unlisted(folder, manifest, listed, problems)
     _check_domains(manifest, problems)
+    _check_data_path(manifest, listed, problems)
 
 
 def _check_megatron(folder, shard, where, dtype, eos_id, manifest, problems) -> np.ndarray | None:
@@ -174,6 +175,24 @@ def _check_domains(manifest: dict, problems: list[str]) -> None:
             problems.append(f"domain {d}: {v['tokens'] / v['available_tokens']:.3f} epochs exceed the cap {max_epochs}")
         if not renormalized and abs(v["tokens"] - v["target_proportion"] * total) > 1 + 1e-9 * total:
             problems.append(f"domain {d}: {v['tokens']} tokens, target {v['target_proportion'] * total:.1f}")
+
+
+def _check_data_path(manifest: dict, listed: set[str], problems: list[str]) -> None:
+    """The Megatron blend names only listed shards, with weights that are their shares of all tokens."""
+    blend = manifest.get("megatron_data_path")
+    if not blend:
+        return
+    parts = blend.split()
+    if len(parts) % 2:
+        problems.append("megatron_data_path: not 'weight prefix' pairs")
+        return
+    total = 0.0
+    for w, prefix in zip(parts[::2], parts[1::2]):
+        if f"{prefix}.bin" not in listed or f"{prefix}.idx" not in listed:
+            problems.append(f"megatron_data_path: {prefix} is not a listed shard")
+        total += float(w)
+    if not math.isclose(total, 1.0, abs_tol=1e-6):
+        problems.append(f"megatron_data_path: weights add up to {total}, not 1")
 
 
 __all__ = ["verify"]

@@ -331,6 +331,12 @@ def emit_training_set(
     available = {d: int(c.lengths.sum()) for d, c in caches.items()}
     plan = plan_quotas({d: proportions.get(d, 0.0) for d in domains}, available, total_tokens=config.total_tokens,
                        max_epochs=config.max_epochs, over_cap=config.over_cap)
+    for d, q in plan.domains.items():
+        if q.capped:
+            say(f"{d}: capped at {q.epochs:.2f} epochs (output.max_epochs={config.max_epochs}); "
+                "its budget share went to the other domains")
+        elif q.epochs > 1:
+            say(f"{d}: repeated, {q.epochs:.2f} epochs of {q.available} tokens (whole documents, reshuffled each epoch)")
     schedules = build_schedules(plan, caches, inputs.seed)
 
     work = parent / f"{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
