@@ -59,9 +59,9 @@ def test_domain_partitions_fan_out_over_processes(tmp_path):
         for record in records:
             logs = instance.all_logs(record.dagster_run.run_id)
             run_pids = {e.dagster_event.pid for e in logs
-                        if e.dagster_event and e.step_key is None and e.dagster_event.pid is not None}
+                        if e.dagster_event and e.dagster_event.event_type in (dg.DagsterEventType.RUN_START, dg.DagsterEventType.RUN_SUCCESS)}
             step_pids = {e.dagster_event.pid for e in logs
-                         if e.dagster_event and e.dagster_event.event_type_value == "STEP_START"}
+                         if e.dagster_event and e.dagster_event.event_type == dg.DagsterEventType.STEP_START}
             assert step_pids and run_pids and not step_pids & run_pids, (run_pids, step_pids)
             assert any("multiprocess" in (e.user_message or "").lower() for e in logs)
 
