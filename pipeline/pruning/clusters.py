@@ -8,7 +8,13 @@ each centroid to the normalized sum of its members. This is what SemDeDup/DBP us
   ``kmeans_plusplus``; runs on the GPU when there is one, chunked so memory is O(chunk * k).
 - ``sklearn``: scikit-learn's Euclidean ``KMeans`` on the unit vectors, centroids normalized
   afterwards and documents re-assigned by cosine. Not spherical during the iterations; kept for
-  comparison (see bench/bench_pruning.py for the measured choice).
+  comparison.
+
+Measured choice (bench/bench_pruning.py, k = 100, one thread on the shared 2-core CPU): on the
+35,781 real documents x 128 dims, spherical 3.7 s vs sklearn KMeans 12.1 s vs MiniBatchKMeans 2.6 s,
+mean cosine to the centroid 0.8445 / 0.8445 / 0.8404; on 300,000 vectors, 16.2 s / 81.1 s / 6.5 s,
+0.8425 / 0.8429 / 0.8392. Ours is 4-5x faster than KMeans at the same tightness (and runs on a GPU),
+so it is the default; MiniBatchKMeans is faster still but looser, and the clusters drive SemDeDup.
 
 Stored at ``<root>/concept_clusters/``: ``assignments.parquet`` (doc_id, domain, cluster,
 distance = 1 - cos to the own centroid), ``centroids.npy`` (float32, normalized) and ``clusters.json``.
