@@ -181,6 +181,8 @@ def run(quick: bool = False, *, tokens_per_domain: int | None = None, n_mixtures
         "tokens_per_member": tokens // members, "train_tokens_per_s": round(tokens / times["train_s"], 1),
         "seconds": {k: round(v, 1) for k, v in times.items()} | {"total": round(total, 1)},
         "goal_total_seconds": 1800, "threads": torch.get_num_threads(),
+        # CPU time this process got: on a shared machine, wall time overstates what the sweep needs.
+        "cpu_seconds": round(time.process_time(), 1),
         "load_average_at_end": list(os.getloadavg()),
         "losses": analyse(results, bins, n_mixtures),
     }
@@ -194,7 +196,7 @@ def summarize(f: dict) -> str:
             f"over {len(f['domains'])} domains, {f['tokens_per_member']} training tokens each, finished in "
             f"{f['seconds']['total']:.0f} s (goal < 1800 s; training {f['seconds']['train_s']:.0f} s at "
             f"{f['train_tokens_per_s']:.0f} tokens/s; load average at the end {f['load_average_at_end'][0]:.1f} "
-            f"on {f['threads']} threads). Loss spread across mixtures / seed noise: median "
+            f"on {f['threads']} threads; the process used {f.get('cpu_seconds', float('nan')):.0f} CPU-seconds). Loss spread across mixtures / seed noise: median "
             f"{np.median(ratios):.1f}x (min {min(ratios):.1f}x) over {len(ratios)} validation sets; Spearman(weight, "
             f"loss) per domain: median {np.median(rhos):.2f}.")
 

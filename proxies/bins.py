@@ -11,7 +11,8 @@ Layout under a bins folder (``<root>/token_bins`` for the sweep, ``<root>/refere
 The validation split is by *document* (nanoGPT splits a token stream; a document must not straddle the split):
 each domain's documents are ordered by a seeded hash of their ``doc_id`` and the first
 ``max(min_validation_docs, round(fraction * n))`` go to validation (at least one stays in train). The same
-order decides which train documents survive ``max_train_tokens``. Arrays are read back memory-mapped.
+order decides which train documents survive ``max_train_tokens``. Arrays are read back memory-mapped. While a
+domain is tokenized its document texts are held in memory (one domain at a time), the token files are streamed.
 """
 
 from __future__ import annotations
