@@ -322,3 +322,29 @@ def test_full_code_location_schedule_requests_the_domain_chain(data_root):
     with dg.instance_for_test() as instance:
         result = schedule_tick(defs, instance, DEFAULT_SPEC, data_root)
     assert requested(result) == {d: chain for d in spec.domains}
+
+
+STAGE_GROUPS = {"staging", "curation", "pruning", "proxies", "mixing", "output"}
+
+
+def test_full_code_location_is_described_grouped_and_checked(data_root):
+    """What the UI shows for the whole graph: every asset in a stage group with a description and kinds,
+    every stage with at least one blocking asset check, one schedule and one sensor, both stopped."""
+    from assets.definitions import DEFAULT_SPEC, build_definitions
+
+    defs = build_definitions(DEFAULT_SPEC, str(data_root))
+    graph = defs.resolve_asset_graph()
+    blocking_by_group: dict[str, int] = {}
+    for key in graph.materializable_asset_keys:
+        node = graph.get(key)
+        name = key.to_user_string()
+        assert node.group_name in STAGE_GROUPS, (name, node.group_name)
+        assert node.description and len(node.description) > 20, name
+        assert node.kinds, name
+        for check_key in node.check_keys:
+            if graph.get(check_key).blocking:
+                blocking_by_group[node.group_name] = blocking_by_group.get(node.group_name, 0) + 1
+    present = {graph.get(k).group_name for k in graph.materializable_asset_keys}
+    assert present <= set(blocking_by_group), f"stages without a blocking check: {sorted(present - set(blocking_by_group))}"
+    assert [s.name for s in defs.schedules] == [ops.SCHEDULE_NAME]
+    assert ops.SENSOR_NAME in [s.name for s in defs.sensors]
