@@ -223,6 +223,17 @@ def test_rerun_is_up_to_date_and_rebuilds_on_change(built, corpus, tmp_path):
     assert sorted(p.name for p in tmp_path.iterdir()) == ["set", "set.cache"]
 
 
+def test_refuses_to_replace_a_foreign_folder(corpus, tmp_path):
+    from pipeline.emission.writer import EmissionError
+
+    out = tmp_path / "mine"
+    out.mkdir()
+    (out / "thesis.tex").write_text("precious")
+    with pytest.raises(EmissionError, match="not a curamix training set"):
+        _emit(corpus, out)
+    assert (out / "thesis.tex").read_text() == "precious"
+
+
 def test_parquet_only_and_megatron_only(corpus, tmp_path):
     m = _emit(corpus, tmp_path / "pq", formats=["parquet"], per_domain=False)
     assert set(m["sets"]) == {"mixed"} and m["megatron_data_path"] is None

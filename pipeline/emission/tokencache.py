@@ -175,9 +175,9 @@ def build_domain_cache(
                 text_f.write(memoryview(text.buffers()[2])[int(offs[0]): int(offs[-1])])
                 text_offsets.append(n_bytes + (offs[1:] - offs[0]))
                 n_bytes += int(offs[-1] - offs[0])
-                doc_ids.extend(ids.to_pylist())
+                doc_ids.append(np.array(ids.to_pylist(), dtype=np.bytes_))  # compact: bytes per id, no str objects
                 if progress:
-                    progress(f"tokenized {domain}: {len(doc_ids)} documents, {n_tokens} tokens")
+                    progress(f"tokenized {domain}: {sum(map(len, doc_ids))} documents, {n_tokens} tokens")
 
             pending = None
             for ids, text in _text_batches(files, batch_bytes=batch_bytes):
@@ -192,8 +192,9 @@ def build_domain_cache(
                 os.fsync(f.fileno())
         np.save(tmp / "token_offsets.npy", np.concatenate(token_offsets))
         np.save(tmp / "text_offsets.npy", np.concatenate(text_offsets))
-        np.save(tmp / "doc_ids.npy", np.array(doc_ids, dtype=np.bytes_) if doc_ids else np.zeros(0, "S32"))
-        meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": len(doc_ids),
+        all_ids = np.concatenate(doc_ids) if doc_ids else np.zeros(0, "S32")
+        np.save(tmp / "doc_ids.npy", all_ids)
+        meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": len(all_ids),
                 "tokens": n_tokens, "text_bytes": n_bytes, "files": [str(f) for f in files]}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         old = None

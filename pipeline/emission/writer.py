@@ -298,6 +298,11 @@ def emit_training_set(
     for stale in list(parent.glob(f"{out_dir.name}.partial-*")) + list(parent.glob(f"{out_dir.name}.old-*")):
         shutil.rmtree(stale, ignore_errors=True)
     clean_stale(cache_dir)
+    if out_dir.exists() and not (out_dir / "manifest.json").exists() and any(out_dir.iterdir()):
+        # Emission only ever renames a complete set (manifest included) into place, so this folder
+        # is someone else's: replacing it would delete their files.
+        raise EmissionError(f"{out_dir} exists and is not a curamix training set (no manifest.json); "
+                            "choose another output.path or remove it")
 
     proportions = {str(d): float(p) for d, p in inputs.mixture.get("proportions", {}).items()}
     if not proportions:
@@ -386,9 +391,6 @@ def emit_training_set(
         shutil.rmtree(cache_dir, ignore_errors=True)
     say(f"training set written to {out_dir}: {config.total_tokens} tokens")
     return manifest
-
-
-
 
 
 PRUNED_STAGE = "pruned"
