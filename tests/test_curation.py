@@ -208,6 +208,8 @@ def test_profiles_and_domain_overrides():
     assert web.profile == "prose" and web.gopher_quality.min_doc_words == 20 and web.c4.enabled
     assert config.for_domain("math").gopher_quality.min_alpha_words_ratio is None
     assert config.for_domain("unknown").gopher_quality == GopherQualityConfig()
+    techdocs = config.for_domain("techdocs")
+    assert techdocs.profile == "markup" and not techdocs.c4.enabled
 
 
 def test_bad_domain_override_names_the_key():

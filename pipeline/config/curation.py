@@ -7,9 +7,10 @@ field; ``None`` switches a single rule off, ``enabled: false`` a whole filter.
 Filter settings are resolved per domain: the top-level ``gopher_quality`` / ``gopher_repetition`` /
 ``c4`` sections are the *prose* defaults; a domain is curated with a *profile* (``prose``, ``code``,
 ``math``, ``dialogue``) whose built-in adjustments are applied on top (``PROFILE_OVERRIDES``), then the
-domain's own overrides from ``domains.<name>``. A domain named like a profile gets that profile unless
-it names another one, so the embedded spec's ``code``, ``math`` and ``dialogue`` domains are not judged
-by prose rules that count symbols and formulas as words.
+domain's own overrides from ``domains.<name>``. A domain named in ``DOMAIN_PROFILES`` (``code``,
+``math``, ``dialogue``, ``encyclopedia``, ``techdocs``, ...) gets that profile unless it names another
+one, so the embedded spec's domains are not judged by prose rules that count symbols and formulas as
+words or take wiki templates for JavaScript.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any, Literal
 
 from pipeline.config.typed import ConfigError, build
 
-Profile = Literal["prose", "code", "math", "dialogue"]
+Profile = Literal["prose", "code", "math", "dialogue", "markup"]
 
 
 @dataclass(frozen=True)
@@ -175,6 +176,24 @@ PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
             "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.4},
         },
     },
+    # Marked-up reference text (wikitext, reStructuredText, Markdown docs): prose inside templates,
+    # tables and directives. Curly brackets, headings without punctuation, "====" underlines and
+    # repeated directive lines are the format, not low quality.
+    "markup": {
+        "gopher_quality": {"min_doc_words": 20, "min_alpha_words_ratio": 0.6, "max_symbol_word_ratio": 0.3,
+                           "max_avg_word_length": 12.0},
+        "c4": {"enabled": False},
+        "gopher_repetition": {
+            "min_line_chars": 12, "dup_line_frac": 0.4, "dup_line_char_frac": 0.3, "dup_para_frac": 0.4,
+            "dup_para_char_frac": 0.3, "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.3},
+        },
+    },
+}
+
+# Domain names that pick a profile without saying so (any other name: "prose").
+DOMAIN_PROFILES: dict[str, str] = {
+    "code": "code", "math": "math", "dialogue": "dialogue",
+    "encyclopedia": "markup", "reference": "markup", "techdocs": "markup", "docs": "markup", "law": "markup",
 }
 
 
@@ -228,7 +247,7 @@ class CurationConfig:
         own = self.domains.get(domain)
         if own is not None and own.profile is not None:
             return own.profile
-        return domain if domain in PROFILE_OVERRIDES else "prose"
+        return DOMAIN_PROFILES.get(domain, "prose")
 
     def for_domain(self, domain: str) -> DomainFilters:
         """Top-level section <- profile adjustments <- the domain's overrides."""
