@@ -13,7 +13,9 @@ The schedule requests one run per domain partition, for the chain assets that ar
 Schedules cannot launch backfills, which is why the schedule stops at the chain. The sensor compares
 the raw files with what staging last read (``pipeline.freshness``) and, for the affected domains only,
 launches one asset backfill of the graph below documents (``sensor.downstream: graph``) or one run
-per domain of the chain (``partitions``).
+per domain of the chain (``partitions``). In graph mode it also notices per-domain data that the
+global assets below have not read (``downstream_behind``: what the nightly schedule leaves) and
+backfills the global part; together the two make the nightly refresh end in a new training set.
 """
 
 import json
@@ -108,9 +110,14 @@ class _Seen:
     tags: dict[str, str]
 
 
-def _latest(instance: dg.DagsterInstance, key: dg.AssetKey, partition: str) -> _Seen | None:
+def _latest(
+    instance: dg.DagsterInstance, key: dg.AssetKey, partition: str | None, *, before: int | None = None
+) -> _Seen | None:
     records = instance.fetch_materializations(
-        dg.AssetRecordsFilter(asset_key=key, asset_partitions=[partition]), limit=1
+        dg.AssetRecordsFilter(
+            asset_key=key, asset_partitions=[partition] if partition is not None else None, before_storage_id=before
+        ),
+        limit=1,
     ).records
     if not records:
         return None
@@ -192,6 +199,42 @@ def _with_chain_descendants(graph: BaseAssetGraph, chain: list[dg.AssetKey], sta
     return [k for k in chain if k in selected]
 
 
+def downstream_behind(
+    instance: dg.DagsterInstance, graph: BaseAssetGraph, domains: Sequence[str]
+) -> tuple[list[str], int]:
+    """Domains whose per-domain output has data that the global assets below the chain have not read.
+
+    The *boundary* assets are the unpartitioned ones with a parent in the chain (``curated_documents``
+    today). A domain is behind when a chain asset of it was materialized after a boundary asset with a
+    data version other than the one the boundary asset saw, or when a boundary asset was never
+    materialized. Returns those domains and the newest chain event seen (so a tick can tell whether
+    anything happened since it last asked).
+    """
+    chain = domain_chain(graph)
+    chain_set = set(chain)
+    boundary = [
+        k for k in graph_below(graph)
+        if k not in chain_set and graph.get(k).partitions_def is None and graph.get(k).parent_keys & chain_set
+    ]
+    behind: set[str] = set()
+    newest = 0
+    for key in boundary:
+        seen = _latest(instance, key, None)
+        for parent in sorted(graph.get(key).parent_keys & chain_set):
+            for domain in domains:
+                now = _latest(instance, parent, domain)
+                if now is None:
+                    continue
+                newest = max(newest, now.storage_id)
+                if seen is None:
+                    behind.add(domain)
+                elif now.storage_id > seen.storage_id:
+                    then = _latest(instance, parent, domain, before=seen.storage_id)
+                    if then is None or then.tags.get(DATA_VERSION_TAG) != now.tags.get(DATA_VERSION_TAG):
+                        behind.add(domain)
+    return sorted(behind), newest
+
+
 # ---------------------------------------------------------------- the sensor's memory
 
 
@@ -202,10 +245,13 @@ class SensorCursor:
 
     files: dict[str, FileState] = field(default_factory=dict)
     requested: dict[str, str] = field(default_factory=dict)
+    # The newest per-domain materialization for which the global part below was last requested.
+    downstream_seen: int = 0
 
     def to_json(self) -> str:
         return json.dumps(
-            {"files": {p: s.to_list() for p, s in sorted(self.files.items())}, "requested": self.requested},
+            {"files": {p: s.to_list() for p, s in sorted(self.files.items())}, "requested": self.requested,
+             "downstream_seen": self.downstream_seen},
             separators=(",", ":"),
         )
 
@@ -217,6 +263,7 @@ class SensorCursor:
         return cls(
             files={p: FileState.from_list(v) for p, v in data.get("files", {}).items()},
             requested=dict(data.get("requested", {})),
+            downstream_seen=int(data.get("downstream_seen", 0)),
         )
 
 
@@ -239,6 +286,20 @@ def backfill_request(
         dynamic_partitions_store=instance,
         backfill_start_timestamp=time.time(),
         all_partitions=False,
+    )
+    return dg.RunRequest.for_asset_graph_subset(data.target_subset, tags=tags)
+
+
+def global_backfill_request(graph: BaseAssetGraph, instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.RunRequest:
+    """One asset backfill of everything below the domain chain (all partitions), the chain itself untouched."""
+    chain = set(domain_chain(graph))
+    data = AssetBackfillData.from_asset_partitions(
+        asset_graph=graph,
+        partition_names=None,
+        asset_selection=[k for k in graph_below(graph) if k not in chain],
+        dynamic_partitions_store=instance,
+        backfill_start_timestamp=time.time(),
+        all_partitions=True,
     )
     return dg.RunRequest.for_asset_graph_subset(data.target_subset, tags=tags)
 
@@ -298,7 +359,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         asset_selection=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING if ops.sensor.running else dg.DefaultSensorStatus.STOPPED,
         description="New or changed raw files of a source: re-stage only the affected domain partitions and "
-        "what depends on them (operations.sensor in the spec).",
+        "what depends on them; staged partitions that the global assets below have not read yet (e.g. from "
+        "the nightly schedule): refresh the global part (operations.sensor in the spec).",
     )
     def raw_files_sensor(context: dg.SensorEvaluationContext, curamix: CuramixResource):
         try:
@@ -311,25 +373,34 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         fresh = [c for c in changes if cursor.requested.get(c.domain) != c.fingerprint]
         graph = context.repository_def.asset_graph
         mode = spec.operations.sensor.downstream
-        if fresh and mode == "graph" and (busy := _sensor_backfill_in_flight(context.instance)):
-            # One backfill at a time: the next tick after it finishes requests what changed meanwhile.
-            context.update_cursor(SensorCursor(states, cursor.requested).to_json())
-            return dg.SkipReason(f"waiting for backfill {busy}")
-        requested = {d: fp for d, fp in cursor.requested.items() if d in spec.domains}
-        requested.update({c.domain: c.fingerprint for c in fresh})
-        context.update_cursor(SensorCursor(states, requested).to_json())
-        if not fresh:
-            return dg.SkipReason("no raw file changed since it was staged or requested")
-        for c in fresh:
-            context.log.info(f"{c.domain}: {c.reason} (fingerprint {c.fingerprint})")
         tags = {TRIGGER_TAG: SENSOR_NAME}
-        if mode == "graph":
-            return [backfill_request(graph, context.instance, [c.domain for c in fresh], tags)]
-        chain = domain_chain(graph)
-        return [
-            dg.RunRequest(run_key=f"{c.domain}:{c.fingerprint}", partition_key=c.domain, asset_selection=chain, tags=tags)
-            for c in fresh
-        ]
+        requested = {d: fp for d, fp in cursor.requested.items() if d in spec.domains}
+        behind, newest = ([], cursor.downstream_seen)
+        if mode == "graph" and not fresh:
+            # Staged data the global part has not read yet (from the nightly schedule, the UI, ...).
+            behind, newest = downstream_behind(context.instance, graph, [d for d in spec.domains if d in partition_keys])
+            if newest == cursor.downstream_seen:
+                behind = []  # already requested for exactly these materializations
+        if (fresh or behind) and mode == "graph" and (busy := _sensor_backfill_in_flight(context.instance)):
+            # One backfill at a time: the next tick after it finishes requests what changed meanwhile.
+            context.update_cursor(SensorCursor(states, requested, cursor.downstream_seen).to_json())
+            return dg.SkipReason(f"waiting for backfill {busy}")
+        requested.update({c.domain: c.fingerprint for c in fresh})
+        context.update_cursor(SensorCursor(states, requested, newest if behind else cursor.downstream_seen).to_json())
+        if fresh:
+            for c in fresh:
+                context.log.info(f"{c.domain}: {c.reason} (fingerprint {c.fingerprint})")
+            if mode == "graph":
+                return [backfill_request(graph, context.instance, [c.domain for c in fresh], tags)]
+            chain = domain_chain(graph)
+            return [
+                dg.RunRequest(run_key=f"{c.domain}:{c.fingerprint}", partition_key=c.domain, asset_selection=chain, tags=tags)
+                for c in fresh
+            ]
+        if behind:
+            context.log.info(f"staged data of {', '.join(behind)} not yet read below the per-domain assets")
+            return [global_backfill_request(graph, context.instance, tags)]
+        return dg.SkipReason("no raw file changed since it was staged or requested, and everything below has read the staged data")
 
     return StageDefinitions(schedules=[nightly_curation], sensors=[raw_files_sensor])
 
@@ -340,6 +411,8 @@ __all__ = [
     "SensorCursor",
     "StalePartition",
     "backfill_request",
+    "downstream_behind",
+    "global_backfill_request",
     "build_stage",
     "domain_chain",
     "graph_below",

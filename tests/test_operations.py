@@ -84,6 +84,12 @@ def materialize(defs, instance, domains, keys=("documents", "toy_curated")):
         _current_storage.set(current)
 
 
+def materialize_all(defs, instance, domains=DOMAINS):
+    """The per-domain chain for ``domains``, then the global asset below it."""
+    materialize(defs, instance, domains)
+    materialize(defs, instance, [None], keys=("toy_global",))
+
+
 def make_instance(tmp_path):
     (tmp_path / "home").mkdir(exist_ok=True)
     return dg.instance_for_test(temp_dir=str(tmp_path / "home"))
@@ -226,7 +232,7 @@ def test_schedule_all_mode_requests_every_partition(tmp_path):
 def test_sensor_backfills_only_the_partitions_a_new_file_touches(setup):
     spec, root, instance = setup
     defs = build_defs(spec, root)
-    materialize(defs, instance, DOMAINS)
+    materialize_all(defs, instance)
 
     quiet = sensor_tick(defs, instance, spec, root)
     assert not quiet.run_requests and "no raw file changed" in quiet.skip_message
@@ -267,10 +273,35 @@ def test_sensor_partition_mode_requests_one_run_per_affected_domain(tmp_path):
         }
 
 
+def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
+    spec, root, instance = setup
+    defs = build_defs(spec, root)
+    materialize(defs, instance, DOMAINS)  # the per-domain chain only, as the nightly schedule leaves it
+
+    first = sensor_tick(defs, instance, spec, root)
+    (request,) = first.run_requests
+    assert backfill_partitions(request) == {"toy_global": None}  # documents is not re-run
+    assert not sensor_tick(defs, instance, spec, root, first.cursor).run_requests  # asked once
+
+    materialize(defs, instance, [None], keys=("toy_global",))
+    quiet = sensor_tick(defs, instance, spec, root, first.cursor)
+    assert not quiet.run_requests
+
+    # Re-staging alpha with the same bytes changes no data version: nothing to refresh.
+    materialize(defs, instance, ["alpha"])
+    assert not sensor_tick(defs, instance, spec, root, quiet.cursor).run_requests
+
+    # New gamma data staged by the schedule: the global part is refreshed, the chain is not re-run.
+    write_jsonl(spec.parent / "raw" / "gamma" / "part0.jsonl", ["Fresh gamma text for tonight."])
+    materialize(defs, instance, ["gamma"])
+    (refresh,) = sensor_tick(defs, instance, spec, root, quiet.cursor).run_requests
+    assert backfill_partitions(refresh) == {"toy_global": None}
+
+
 def test_sensor_rehashes_only_touched_files(setup, monkeypatch):
     spec, root, instance = setup
     defs = build_defs(spec, root)
-    materialize(defs, instance, DOMAINS)
+    materialize_all(defs, instance)
     cursor = sensor_tick(defs, instance, spec, root).cursor
     hashed = []
     real = freshness._sha256
@@ -289,7 +320,7 @@ def test_sensor_waits_for_its_own_backfill(setup):
 
     spec, root, instance = setup
     defs = build_defs(spec, root)
-    materialize(defs, instance, DOMAINS)
+    materialize_all(defs, instance)
     write_jsonl(spec.parent / "raw" / "alpha" / "part9.jsonl", ["Late alpha."])
     (request,) = sensor_tick(defs, instance, spec, root).run_requests
     instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
