@@ -46,13 +46,13 @@ SOURCES = [
     ("speeches", "web_us_speeches.jsonl.zst", "speeches", {}),
 ]
 PROXIES = {
-    "model": {"n_layers": 2, "d_model": 128, "n_heads": 4, "d_ff": 256, "seq_len": 64},
-    "train": {"steps": 120, "batch_size": 16, "lr": 3e-3, "warmup_steps": 12, "eval_tokens": 4096},
+    "model": {"n_layers": 2, "d_model": 64, "n_heads": 2, "d_ff": 128, "seq_len": 64},
+    "train": {"steps": 60, "batch_size": 16, "lr": 3e-3, "warmup_steps": 6, "eval_tokens": 4096},
     "validation_fraction": 0.1,
     "max_train_tokens_per_domain": 3_000_000,
 }
-N_SWEEP = 32
-SEEDS = 3
+N_SWEEP = 24
+SEEDS = 2
 VOCAB = 2048
 
 
@@ -69,7 +69,7 @@ def _spec_body(work: Path, steps: int) -> dict:
         "output": {"total_tokens": 20_000_000, "max_epochs": 4.0},
         "mixing": {"method": "regmix",
                    "regmix": {"regressor": "lightgbm", "num_samples": 1_000_000, "top_k": 100},
-                   "aioli": {"update_steps": 40, "lp_rounds": 1, "lp_steps": 1, "one_hot_factor": 0.75,
+                   "aioli": {"update_steps": 30, "lp_rounds": 1, "lp_steps": 1, "one_hot_factor": 0.75,
                              "eta": 1.0, "ema": 0.1}},
     }
 
@@ -93,8 +93,8 @@ def run(quick: bool = False) -> dict:
 
     work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
     work.mkdir(parents=True, exist_ok=True)
-    steps = 40 if quick else PROXIES["train"]["steps"]
-    n_sweep = 16 if quick else N_SWEEP
+    steps = 30 if quick else PROXIES["train"]["steps"]
+    n_sweep = 12 if quick else N_SWEEP
     seeds = 1 if quick else SEEDS
     (work / "spec.yaml").write_text(yaml.safe_dump(_spec_body(work, steps), sort_keys=False))
     spec = load_spec(work / "spec.yaml")
@@ -168,6 +168,8 @@ def run(quick: bool = False) -> dict:
     for name in ("uniform", "natural", "temperature"):
         mix = inputs.baselines([name], cfg.temperature)[name]
         chosen[name] = [mix[d] for d in inputs.domains]
+    # Ridge's mixture is reported (mixture, predicted) but not validated: CPU time goes to seeds instead.
+    chosen.pop("regmix_ridge")
 
     t = time.perf_counter()
     _log(f"validation: {len(chosen)} mixtures x {seeds} seeds x {steps} steps")

@@ -58,13 +58,14 @@ class ProxyMixtureTrainer:
                                       {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=(t.beta1, t.beta2))
         self.arrays = [bins.train[d] for d in bins.domains]
         self.step = 0
-        eval_tokens = eval_tokens or t.eval_tokens
+        # Probes read (a prefix of) the slice the sweep is scored on; the test slice is the validation runs' one.
+        probe_tokens = min(eval_tokens or t.eval_tokens, t.eval_tokens)
         seq = config.model.seq_len
         self.probe_sets, self.test_sets, self.disjoint = [], [], []
         for d in bins.domains:
-            probe, test, disjoint = _slices(np.asarray(bins.val[d]), eval_tokens, min_test_tokens)
-            self.probe_sets.append(eval_windows(probe, seq, eval_tokens))
-            self.test_sets.append(eval_windows(test, seq, eval_tokens))
+            probe, test, disjoint = _slices(np.asarray(bins.val[d]), t.eval_tokens, min_test_tokens)
+            self.probe_sets.append(eval_windows(probe, seq, probe_tokens))
+            self.test_sets.append(eval_windows(test, seq, t.eval_tokens))
             self.disjoint.append(disjoint)
         self.evaluations = 0
 

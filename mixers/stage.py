@@ -73,7 +73,7 @@ def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
     params = AioliParams(total_steps=total, update_steps=a.update_steps, lp_rounds=a.lp_rounds, lp_steps=a.lp_steps,
                          one_hot_factor=a.one_hot_factor, eta=a.eta, ema=a.ema, prior_mixture=prior,
                          prior_steps=a.prior_steps, init=a.init, seed=seed)
-    trainer = ProxyMixtureTrainer(bins, proxies_cfg, seed=seed, total_steps=total)
+    trainer = ProxyMixtureTrainer(bins, proxies_cfg, seed=seed, total_steps=total, eval_tokens=a.eval_tokens)
     if progress:
         rounds = plan_rounds(params.total_steps - params.prior_steps, params.update_steps)
         progress(f"aioli: {total} steps in {len(rounds)} rounds")

@@ -53,6 +53,9 @@ class AioliSettings:
     init: Literal["uniform", "prior"] = "uniform"
     # The mixture handed on: p at the end of the run, or the step-weighted average of the trained segments.
     output: Literal["final", "average"] = "final"
+    # Validation tokens per domain read at each LearnParams evaluation (None: proxies.train.eval_tokens).
+    # There are lp_rounds x k + 1 evaluations per round: on a CPU they can cost more than the training steps.
+    eval_tokens: int | None = None
 
     def __post_init__(self) -> None:
         if self.prior_steps and self.prior == "none":

@@ -1,0 +1,52 @@
+"""Aioli driving a real (tiny) proxy LM, and validation runs: exact step budgets, disjoint test slices."""
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+from mixers.aioli import AioliParams, run_aioli  # noqa: E402
+from mixers.online import ProxyMixtureTrainer, validation_runs  # noqa: E402
+from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig  # noqa: E402
+from proxies.bins import Bins  # noqa: E402
+
+
+def _bins(seed=0):
+    rng = np.random.default_rng(seed)
+    domains = ["a", "b", "c"]
+    # Each domain its own token distribution, so mixtures matter.
+    def draw(j, n):
+        return rng.integers(j * 20, j * 20 + 24, size=n).astype(np.uint16)
+    return Bins(vocab_size=64, eot=63, domains=domains,
+                train={d: draw(j, 5000) for j, d in enumerate(domains)},
+                val={d: draw(j, 600) for j, d in enumerate(domains)})
+
+
+CFG = ProxiesConfig(model=ModelConfig(n_layers=1, d_model=16, n_heads=2, d_ff=32, seq_len=16),
+                    train=TrainConfig(steps=20, batch_size=2, lr=1e-2, warmup_steps=2, eval_tokens=128,
+                                      device="cpu"))
+
+
+def test_aioli_on_a_proxy_trains_exactly_the_budget():
+    bins = _bins()
+    trainer = ProxyMixtureTrainer(bins, CFG, seed=3, total_steps=20, min_test_tokens=128)
+    before = trainer.test_losses()
+    res = run_aioli(trainer, 3, AioliParams(total_steps=20, update_steps=10, lp_rounds=1, lp_steps=1,
+                                            one_hot_factor=0.8, eta=1.0, ema=0.1, seed=1))
+    assert trainer.step == 20 == res.steps_trained
+    assert trainer.evaluations == 2 * (3 + 1)  # per round: one before the probes, one after each probe
+    assert all(trainer.disjoint)
+    after = trainer.test_losses()
+    assert np.all(np.isfinite(after)) and after.mean() < before.mean()
+    assert res.mixture.sum() == pytest.approx(1.0)
+
+
+def test_validation_runs_share_the_budget_and_score_on_the_test_slice():
+    bins = _bins()
+    out = validation_runs(bins, CFG, {"uniform": [1 / 3] * 3, "only_a": [1.0, 0.0, 0.0]}, steps=8, seeds=[0],
+                          min_test_tokens=128)
+    assert out["uniform"]["tokens"] == out["only_a"]["tokens"] == 8 * 2 * 16
+    assert set(out["uniform"]["disjoint_test"]) == {"a", "b", "c"}
+    # Training only on domain a must help a and hurt c relative to uniform.
+    assert out["only_a"]["losses"]["a"] < out["uniform"]["losses"]["a"]
+    assert out["only_a"]["losses"]["c"] > out["uniform"]["losses"]["c"]
