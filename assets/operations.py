@@ -277,17 +277,25 @@ def _sensor_backfill_in_flight(instance: dg.DagsterInstance) -> str | None:
 def backfill_request(
     graph: BaseAssetGraph, instance: dg.DagsterInstance, domains: Sequence[str], tags: dict[str, str]
 ) -> dg.RunRequest:
-    """One asset backfill: ``domains`` of documents and what depends on them, partitions mapped by Dagster
-    exactly as for a backfill launched from the UI with documents as its anchor."""
-    data = AssetBackfillData.from_asset_partitions(
-        asset_graph=graph,
-        partition_names=list(domains),
-        asset_selection=graph_below(graph),
-        dynamic_partitions_store=instance,
-        backfill_start_timestamp=time.time(),
-        all_partitions=False,
-    )
-    return dg.RunRequest.for_asset_graph_subset(data.target_subset, tags=tags)
+    """One asset backfill: the chain's ``domains`` partitions and everything below the chain (all its partitions).
+
+    Not Dagster's anchored backfill (``partitionNames`` + a selection, what the UI sends): that one keeps
+    only the partitioned assets it can reach through partitioned assets, and would silently leave out a
+    partitioned asset below a global one (``proxy_runs`` below ``token_bins``).
+    """
+    chain = domain_chain(graph)
+    now = time.time()
+    per_domain = AssetBackfillData.from_asset_partitions(
+        asset_graph=graph, partition_names=list(domains), asset_selection=chain,
+        dynamic_partitions_store=instance, backfill_start_timestamp=now, all_partitions=False,
+    ).target_subset
+    below = [k for k in graph_below(graph) if k not in set(chain)]
+    if below:
+        per_domain |= AssetBackfillData.from_asset_partitions(
+            asset_graph=graph, partition_names=None, asset_selection=below,
+            dynamic_partitions_store=instance, backfill_start_timestamp=now, all_partitions=True,
+        ).target_subset
+    return dg.RunRequest.for_asset_graph_subset(per_domain, tags=tags)
 
 
 def global_backfill_request(graph: BaseAssetGraph, instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.RunRequest:

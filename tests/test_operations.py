@@ -46,7 +46,8 @@ def make_spec(tmp_path, *, sensor_downstream="graph", schedule_partitions="stale
 
 
 def build_defs(spec_path, data_root, *, curated_version="v1"):
-    """staging + operations + stand-ins: ``toy_curated`` per domain, ``toy_global`` over all domains."""
+    """staging + operations + stand-ins: ``toy_curated`` per domain, ``toy_global`` over all domains,
+    ``toy_sweeps`` partitioned by sweep below it."""
     spec = CuramixResource(spec_path=str(spec_path), data_root=str(data_root)).load_spec()
     ctx = BuildContext(spec=spec, domain_partitions=dg.StaticPartitionsDefinition(spec.domains))
 
@@ -58,10 +59,15 @@ def build_defs(spec_path, data_root, *, curated_version="v1"):
     def toy_global():
         return dg.MaterializeResult()
 
+    # Partitioned differently, below a global asset (like proxy_runs' sweeps below token_bins).
+    @dg.asset(name="toy_sweeps", deps=["toy_global"], partitions_def=dg.StaticPartitionsDefinition(["s1", "s2"]))
+    def toy_sweeps():
+        return dg.MaterializeResult()
+
     stage = staging.build_stage(ctx)
     operations = ops.build_stage(ctx)
     return dg.Definitions(
-        assets=[*stage.assets, toy_curated, toy_global],
+        assets=[*stage.assets, toy_curated, toy_global, toy_sweeps],
         schedules=operations.schedules,
         sensors=operations.sensors,
         resources={"curamix": CuramixResource(spec_path=str(spec_path), data_root=str(data_root))},
@@ -178,7 +184,7 @@ def test_graph_helpers_follow_the_partitioning(setup):
     spec, root, _ = setup
     graph = build_defs(spec, root).resolve_asset_graph()
     assert [k.to_user_string() for k in ops.domain_chain(graph)] == ["documents", "toy_curated"]
-    assert [k.to_user_string() for k in ops.graph_below(graph)] == ["documents", "toy_curated", "toy_global"]
+    assert [k.to_user_string() for k in ops.graph_below(graph)] == ["documents", "toy_curated", "toy_global", "toy_sweeps"]
 
 
 def test_schedule_requests_stale_partitions_only(setup):
@@ -244,7 +250,9 @@ def test_sensor_backfills_only_the_partitions_a_new_file_touches(setup):
     (request,) = tick.run_requests
     assert request.requires_backfill_daemon()
     assert request.tags[ops.TRIGGER_TAG] == ops.SENSOR_NAME
-    assert backfill_partitions(request) == {"documents": ["beta"], "toy_curated": ["beta"], "toy_global": None}
+    assert backfill_partitions(request) == {
+        "documents": ["beta"], "toy_curated": ["beta"], "toy_global": None, "toy_sweeps": ["s1", "s2"],
+    }
 
     # Requested once: the next tick does not ask again while the change is being processed.
     again = sensor_tick(defs, instance, spec, root, tick.cursor)
@@ -280,7 +288,7 @@ def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
 
     first = sensor_tick(defs, instance, spec, root)
     (request,) = first.run_requests
-    assert backfill_partitions(request) == {"toy_global": None}  # documents is not re-run
+    assert backfill_partitions(request) == {"toy_global": None, "toy_sweeps": ["s1", "s2"]}  # not the chain
     assert not sensor_tick(defs, instance, spec, root, first.cursor).run_requests  # asked once
 
     materialize(defs, instance, [None], keys=("toy_global",))
@@ -295,7 +303,7 @@ def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
     write_jsonl(spec.parent / "raw" / "gamma" / "part0.jsonl", ["Fresh gamma text for tonight."])
     materialize(defs, instance, ["gamma"])
     (refresh,) = sensor_tick(defs, instance, spec, root, quiet.cursor).run_requests
-    assert backfill_partitions(refresh) == {"toy_global": None}
+    assert backfill_partitions(refresh) == {"toy_global": None, "toy_sweeps": ["s1", "s2"]}
 
 
 def test_sensor_rehashes_only_touched_files(setup, monkeypatch):
