@@ -39,7 +39,7 @@ run_coordinator:
   module: dagster._core.run_coordinator
   class: QueuedRunCoordinator
   config:
-    max_concurrent_runs: 2
+    max_concurrent_runs: 3
     dequeue_interval_seconds: 1
 """
 
@@ -93,8 +93,11 @@ class UI:
     def query(self, text: str, **variables) -> dict:
         body = json.dumps({"query": text, "variables": variables}).encode()
         request = urllib.request.Request(f"{self.url}/graphql", data=body, headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(request, timeout=60) as response:
-            payload = json.loads(response.read())
+        try:
+            with urllib.request.urlopen(request, timeout=120) as response:
+                payload = json.loads(response.read())
+        except urllib.error.HTTPError as exc:
+            raise AssertionError(f"HTTP {exc.code} from the webserver: {exc.read().decode(errors='replace')[:2000]}") from None
         assert not payload.get("errors"), payload["errors"]
         return payload["data"]
 
@@ -261,12 +264,12 @@ def _terminal_like_signals() -> None:
 
 
 SCHEDULE_DRY_RUN = """
-mutation($selector: ScheduleSelector!) { scheduleDryRun(selectorData: $selector) {
+mutation($selector: ScheduleSelector!, $timestamp: Float) { scheduleDryRun(selectorData: $selector, timestamp: $timestamp) {
   __typename ... on PythonError { message }
   ... on DryRunInstigationTick { evaluationResult {
     skipReason error { message } runRequests { runKey tags { key value } assetSelection { path } } } } } }"""
 SENSOR_DRY_RUN = """
-mutation($selector: SensorSelector!) { sensorDryRun(selectorData: $selector) {
+mutation($selector: SensorSelector!, $cursor: String) { sensorDryRun(selectorData: $selector, cursor: $cursor) {
   __typename ... on PythonError { message }
   ... on DryRunInstigationTick { evaluationResult {
     skipReason error { message } runRequests { runKey tags { key value } assetSelection { path } } } } } }"""
@@ -276,9 +279,11 @@ def dry_run(ui: UI, kind: str, name: str, repo: dict) -> dict:
     """The UI's "Test schedule" / "Test sensor" buttons: evaluate one tick in the code server."""
     selector = {"repositoryLocationName": repo["location"]["name"], "repositoryName": repo["name"]}
     if kind == "schedule":
-        result = ui.query(SCHEDULE_DRY_RUN, selector={**selector, "scheduleName": name})["scheduleDryRun"]
+        # The dialog evaluates the tick at a time the user picks (the next one by default); now is fine.
+        result = ui.query(SCHEDULE_DRY_RUN, selector={**selector, "scheduleName": name}, timestamp=time.time())["scheduleDryRun"]
     else:
-        result = ui.query(SENSOR_DRY_RUN, selector={**selector, "sensorName": name})["sensorDryRun"]
+        # The dialog passes the cursor the user sees (none for a sensor that never ticked).
+        result = ui.query(SENSOR_DRY_RUN, selector={**selector, "sensorName": name}, cursor=None)["sensorDryRun"]
     assert result["__typename"] == "DryRunInstigationTick", result
     evaluation = result["evaluationResult"]
     assert not evaluation["error"], evaluation["error"]
