@@ -144,6 +144,7 @@ def run(quick: bool = False) -> dict:
                            max_epochs=spec.output.max_epochs)
     seed = spec.seed_for("mixing") % 2**31
     chosen: dict[str, list[float]] = {}
+    outcomes = {}
     for regressor in ("lightgbm", "ridge"):
         t = time.perf_counter()
         import dataclasses
@@ -151,6 +152,7 @@ def run(quick: bool = False) -> dict:
         c = dataclasses.replace(cfg, regmix=dataclasses.replace(cfg.regmix, regressor=regressor,
                                                                  num_samples=100_000 if quick else 1_000_000))
         out = choose_regmix(runs, inputs, c, seed=seed)
+        outcomes[regressor] = out
         name = f"regmix_{regressor}"
         chosen[name] = [out.mixture[d] for d in inputs.domains]
         figures[name] = {"mixture": out.mixture, "predicted": out.predicted,
@@ -183,6 +185,13 @@ def run(quick: bool = False) -> dict:
     base = min(val["uniform"]["average"], val["natural"]["average"])
     figures["beats_uniform_and_natural"] = {n: val[n]["average"] < base for n in val if n not in
                                             ("uniform", "natural")}
+    # The reports a user would read: RegMix's as the `mixture` asset writes it, Aioli's next to it.
+    from mixers.choose import write_outcome
+
+    for outcome, where in ((outcomes["lightgbm"], root.root), (aioli, root.root / "aioli")):
+        outcome.validation = {n: val[n] for n in val}
+        write_outcome(where, outcome)
+    figures["reports"] = [str(root.root / "mixture"), str(root.root / "aioli" / "mixture")]
     figures["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
     (work / "figures.json").write_text(json.dumps(figures, indent=2, default=float))
     return figures

@@ -143,7 +143,8 @@ def test_run_regmix_beats_baselines_on_a_known_law():
     assert mean_true(p) < min(mean_true(uniform), mean_true(natural))
     assert res.predicted["regmix"] < min(res.predicted["uniform"], res.predicted["natural"])
     q = res.quality["combined"]
-    assert q.n_heldout >= 3 and q.spearman > 0.7 and np.isfinite(q.mse)
+    # 96 runs x 0.2 = 19 held out < 20: 5-fold cross-validation predicts every run once instead.
+    assert q.n_heldout == 96 and q.spearman > 0.7 and np.isfinite(q.mse)
     assert len(res.model.fingerprint()) == 64
 
 

@@ -10,6 +10,8 @@ quality of every target is shown separately.
 
 Fit quality: the runs are split once (seeded) into a fitting part and a held-out part (``holdout`` of them);
 Spearman and MSE of predicted vs actual on the held-out runs are reported per target and for the combination.
+When that split would hold out fewer than 20 runs (small sweeps), 5-fold cross-validation is used instead:
+every run is predicted by a model fit without it, so the Spearman ranks all runs, not four or five.
 The regressors used for the search are then refit on all runs (more runs beat a cleaner split: RegMix's
 learning curve still rises at 256 runs).
 """
@@ -145,6 +147,36 @@ def fit_quality(fit: ProxyRuns, heldout: ProxyRuns, targets: Mapping[str, float]
     return out
 
 
+def crossval_quality(runs: ProxyRuns, targets: Mapping[str, float], kind: RegressorKind, *, folds: int,
+                     seed: int, per_target: bool = True, **opts) -> dict[str, FitQuality]:
+    """K-fold out-of-fold predictions: every run is predicted once by a model that never saw it.
+
+    Used when a single held-out split would leave too few runs to rank (fewer than ``MIN_HELDOUT``)."""
+    n = len(runs.run_ids)
+    fold_of = np.random.default_rng(seed).permutation(n) % folds
+    names = [*(targets if per_target and len(targets) > 1 else []), "combined"]
+    preds = {t: np.empty(n) for t in names}
+    for f in range(folds):
+        test, train = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
+        fit, held = runs.subset(train), runs.subset(test)
+        for t in names:
+            if t == "combined":
+                preds[t][test] = fit_model(fit, targets, kind, **opts).predict(held.weights)
+            else:
+                preds[t][test] = fit_one(kind, fit.weights, fit.losses[t], **opts).predict(held.weights)
+    n_fit = n - int(np.ceil(n / folds))
+    out = {}
+    for t in names:
+        y = combined_target(runs, targets) if t == "combined" else runs.losses[t]
+        key = t if t != "combined" else (next(iter(targets)) if len(targets) == 1 else None)
+        own = runs.weights[:, runs.domains.index(key)] if key in runs.domains else None
+        out[t] = _quality(preds[t], y, n_fit, own)
+    return out
+
+
+MIN_HELDOUT = 20
+
+
 def split_runs(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded split; at least 3 held-out runs when ``holdout`` > 0 and enough runs exist."""
     order = np.random.default_rng(seed).permutation(n)
@@ -165,7 +197,11 @@ def run_regmix(runs: ProxyRuns, *, prior: np.ndarray, upper: np.ndarray | None =
     opts = dict(ridge_alpha=ridge_alpha, num_boost_round=num_boost_round, learning_rate=learning_rate)
     fit_rows, held_rows = split_runs(len(runs.run_ids), holdout, seed)
     quality: dict[str, FitQuality] = {}
-    if len(held_rows):
+    if 0 < len(held_rows) < MIN_HELDOUT and len(runs.run_ids) >= 10:
+        folds = min(5, len(runs.run_ids) // 2)
+        quality = crossval_quality(runs, targets, regressor, folds=folds, seed=seed,
+                                   per_target=per_target_quality, **opts)
+    elif len(held_rows):
         quality = fit_quality(runs.subset(fit_rows), runs.subset(held_rows), targets, regressor,
                               per_target=per_target_quality, **opts)
     model = fit_model(runs, targets, regressor, **opts)
