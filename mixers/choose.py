@@ -125,6 +125,10 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
         "seed": seed,
     }
     notes = []
+    if combined is not None and not combined.spearman >= 0.5:
+        notes.append(f"WARNING: the regression ranks held-out proxy runs poorly (Spearman {combined.spearman:.2f} on "
+                     f"{combined.n_heldout} runs): the search follows noise; add proxy runs or train them longer "
+                     "before trusting this mixture (RegMix used 512 runs for 17 domains)")
     if result.model.kind != r.regressor:
         notes.append(f"{len(runs.run_ids)} proxy runs are too few for trees: fell back to {result.model.kind}")
     return MixtureOutcome("regmix", project(result.mixture, inputs), inputs, baselines, details,
