@@ -3,7 +3,8 @@
 Measured in one run, on the same machine, under the same load:
 - ``peak``: the best fp32 (CPU) or bf16 (GPU) square-matmul rate, sampled before, between and after the training
   measurements (the machine is shared: the max of the samples is the peak the hardware gave us; each measurement is
-  also compared with the mean of the two samples taken just before and after it, under the same load);
+  also compared with the mean of the two samples taken just before and after it, under the same load, and FLOPs per
+  CPU-second of this process are compared likewise, which discounts the time other processes hold the cores);
 - ``plain``: the issue's reference point, a 2-layer d=128 vocab-4096 proxy, eager (no torch.compile);
 - ``default``: the default proxy config (``ProxiesConfig()``), trained as the sweep trains it;
 - ``population`` vs ``sequential``: N members in one batched model vs N single-member runs, tokens/s per member.
@@ -32,20 +33,22 @@ from proxies.population import ChunkTrainer, pick_device
 VOCAB = 4096
 
 
-def matmul_peak(device: torch.device, *, n: int = 2048, reps: int = 10) -> float:
+def matmul_peak(device: torch.device, *, n: int = 2048, reps: int = 10) -> tuple[float, float]:
+    """(best FLOP/s over wall time, best FLOP per CPU-second of this process) of an n x n matmul."""
     dtype = torch.bfloat16 if device.type == "cuda" else torch.float32
     a = torch.randn(n, n, device=device, dtype=dtype)
     b = torch.randn(n, n, device=device, dtype=dtype)
-    best = 0.0
+    best, best_cpu = 0.0, 0.0
     for _ in range(3):
         a @ b
         _sync(device)
-        t = time.perf_counter()
+        t, c = time.perf_counter(), time.process_time()
         for _ in range(reps):
             a @ b
         _sync(device)
         best = max(best, 2 * n**3 * reps / (time.perf_counter() - t))
-    return best
+        best_cpu = max(best_cpu, 2 * n**3 * reps / max(1e-9, time.process_time() - c))
+    return best, best_cpu
 
 
 def _sync(device: torch.device) -> None:
@@ -72,14 +75,15 @@ def measure(config: ProxiesConfig, n_members: int, steps: int, device: torch.dev
     trainer.fit(loaders, seeds, 3, lambda *_: None)  # warm-up (and compilation)
     _sync(device)
     warm = time.perf_counter() - t
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     trainer.fit(loaders, seeds, steps, lambda *_: None)
     _sync(device)
-    seconds = time.perf_counter() - t
+    seconds, cpu_seconds = time.perf_counter() - t, time.process_time() - c
     tokens = n_members * steps * config.train.batch_size * config.model.seq_len
     flops = tokens * train_flops_per_token(config.model, VOCAB)
     return {"members": n_members, "steps": steps, "seconds": round(seconds, 2), "warmup_seconds": round(warm, 1),
-            "tokens_per_s": round(tokens / seconds, 1), "gflop_per_s": round(flops / seconds / 1e9, 2)}
+            "tokens_per_s": round(tokens / seconds, 1), "gflop_per_s": round(flops / seconds / 1e9, 2),
+            "gflop_per_cpu_s": round(flops / max(cpu_seconds, 1e-9) / 1e9, 2)}
 
 
 def run(quick: bool = False, *, device: str = "auto", members: int | None = None, compile: bool | None = None) -> dict:
@@ -109,13 +113,18 @@ def run(quick: bool = False, *, device: str = "auto", members: int | None = None
     # Sequential training of N members takes N times one member's time: its throughput is one member's tokens/s.
     out["sequential_tokens_per_s"] = out["default"]["tokens_per_s"]
     out["population_speedup_vs_sequential"] = round(pop["tokens_per_s"] / out["default"]["tokens_per_s"], 3)
+    cpu_peak = max(p[1] for p in peaks)
+    peaks = [p[0] for p in peaks]
     peak = max(peaks)
     out["peak_gflop_per_s"] = round(peak / 1e9, 1)
     out["peak_samples_gflop_per_s"] = [round(p / 1e9, 1) for p in peaks]
+    out["peak_gflop_per_cpu_s"] = round(cpu_peak / 1e9, 1)
     for i, key in enumerate(("plain", "default", "population")):
         out[key]["fraction_of_peak"] = round(out[key]["gflop_per_s"] * 1e9 / peak, 3)
         # The machine is shared: the peaks sampled just before and after a measurement saw the same load.
         out[key]["fraction_of_adjacent_peak"] = round(out[key]["gflop_per_s"] * 2e9 / (peaks[i] + peaks[i + 1]), 3)
+        # Per CPU-second of this process: insensitive to how much of the machine other processes take (on CPU).
+        out[key]["fraction_of_peak_per_cpu_s"] = round(out[key]["gflop_per_cpu_s"] * 1e9 / cpu_peak, 3)
     out["goal_default_fraction_of_peak"] = 0.5
     return out
 
@@ -128,7 +137,7 @@ def summarize(f: dict) -> str:
             f"({f['plain']['fraction_of_peak']:.0%} of peak); the default proxy (d={d['config']['d_model']}, "
             f"compile={d['compile']}) at {d['tokens_per_s']:.0f} tokens/s = {d['gflop_per_s']} GFLOP/s "
             f"({d['fraction_of_peak']:.0%} of the max peak sample, {d['fraction_of_adjacent_peak']:.0%} of the adjacent "
-            f"samples; goal 50%). A population of {p['members']} members trains at "
+            f"samples, {d['fraction_of_peak_per_cpu_s']:.0%} per CPU-second; goal 50%). A population of {p['members']} members trains at "
             f"{p['tokens_per_s']:.0f} tokens/s in all, {f['population_speedup_vs_sequential']}x the "
             f"{f['sequential_tokens_per_s']:.0f} tokens/s of training the members one after another "
             f"({p['fraction_of_peak']:.0%} of peak).")
