@@ -1,8 +1,9 @@
 """Metadata helpers any stage can import to show a picture in the Dagster UI.
 
 ``image_metadata(png)`` turns PNG bytes (from ``pipeline.plots``) or a PNG file into a Markdown
-metadata value with the image inlined as a base64 data URI: the UI renders it on the asset's page and
-in the materialization event, and no file server or IO manager is needed. Images above
+metadata value with the image inlined as a base64 data URI: the UI lists it in the materialization's
+metadata as *[Show Markdown]*, which opens the picture (the UI's Markdown sanitizer allows ``data:``
+image sources); no file server or IO manager is needed. Images above
 ``MAX_INLINE_BYTES`` are not inlined (the event log is a database); the metadata then links the file.
 
     from assets.ops_metadata import image_metadata
