@@ -7,6 +7,7 @@ one), so that these tests exercise the graph logic without depending on the othe
 
 import json
 import os
+import shutil
 import time
 
 import dagster as dg
@@ -146,6 +147,29 @@ def fresh_defs_state_storage():
     _current_storage.set(None)
 
 
+@pytest.fixture(scope="module")
+def staged_base(tmp_path_factory):
+    """Once per module: every domain's chain and the global asset materialized (copied by ``staged``)."""
+    from dagster._core.storage.defs_state.base import _current_storage
+
+    base = tmp_path_factory.mktemp("staged")
+    spec = make_spec(base)
+    _current_storage.set(None)
+    with make_instance(base) as instance:
+        materialize_all(build_defs(spec, base / "data"), instance)
+    _current_storage.set(None)
+    return base
+
+
+@pytest.fixture
+def staged(staged_base, tmp_path):
+    """A private copy of ``staged_base`` (raw files with their mtimes, data root, instance storage)."""
+    work = tmp_path / "staged"
+    shutil.copytree(staged_base, work, copy_function=shutil.copy2, ignore=shutil.ignore_patterns("dagster.yaml"))
+    with make_instance(work) as instance:
+        yield work / "spec.yaml", work / "data", instance
+
+
 @pytest.fixture
 def setup(tmp_path):
     spec = make_spec(tmp_path)
@@ -187,16 +211,17 @@ def test_graph_helpers_follow_the_partitioning(setup):
     assert [k.to_user_string() for k in ops.graph_below(graph)] == ["documents", "toy_curated", "toy_global", "toy_sweeps"]
 
 
-def test_schedule_requests_stale_partitions_only(setup):
+def test_schedule_requests_every_partition_at_first(setup):
     spec, root, instance = setup
-    defs = build_defs(spec, root)
-
+    first = schedule_tick(build_defs(spec, root), instance, spec, root)
     # Nothing materialized: one run per domain partition, the whole per-domain chain.
-    first = schedule_tick(defs, instance, spec, root)
     assert requested(first) == {d: ["documents", "toy_curated"] for d in DOMAINS}
     assert all(r.tags[ops.TRIGGER_TAG] == ops.SCHEDULE_NAME for r in first.run_requests)
 
-    materialize(defs, instance, DOMAINS)
+
+def test_schedule_requests_stale_partitions_only(staged):
+    spec, root, instance = staged
+    defs = build_defs(spec, root)
     idle = schedule_tick(defs, instance, spec, root)
     assert not idle.run_requests and "up to date" in idle.skip_message
 
@@ -208,37 +233,32 @@ def test_schedule_requests_stale_partitions_only(setup):
     assert requested(schedule_tick(defs, instance, spec, root)) == {"beta": ["documents", "toy_curated"]}
 
 
-def test_schedule_reruns_only_what_a_code_version_change_touches(setup):
-    spec, root, instance = setup
-    materialize(build_defs(spec, root), instance, DOMAINS)
+def test_schedule_reruns_only_what_a_code_version_change_touches(staged):
+    spec, root, instance = staged
     # New code for the per-domain stage: documents is not recomputed, toy_curated is (every domain).
     defs_v2 = build_defs(spec, root, curated_version="v2")
     assert requested(schedule_tick(defs_v2, instance, spec, root)) == {d: ["toy_curated"] for d in DOMAINS}
 
 
-def test_schedule_sees_upstream_data_newer_than_what_a_partition_read(setup):
-    spec, root, instance = setup
+def test_schedule_sees_upstream_data_newer_than_what_a_partition_read(staged):
+    spec, root, instance = staged
     defs = build_defs(spec, root)
-    materialize(defs, instance, DOMAINS)
     write_jsonl(spec.parent / "raw" / "gamma" / "part0.jsonl", ["Entirely new gamma text."])
     materialize(defs, instance, ["gamma"], keys=("documents",))  # someone re-staged gamma alone
     assert requested(schedule_tick(defs, instance, spec, root)) == {"gamma": ["toy_curated"]}
 
 
-def test_schedule_all_mode_requests_every_partition(tmp_path):
-    spec = make_spec(tmp_path, schedule_partitions="all")
-    with make_instance(tmp_path) as instance:
-        defs = build_defs(spec, tmp_path / "data")
-        materialize(defs, instance, DOMAINS)
-        assert requested(schedule_tick(defs, instance, spec, tmp_path / "data")) == {
-            d: ["documents", "toy_curated"] for d in DOMAINS
-        }
+def test_schedule_all_mode_requests_every_partition(staged):
+    spec, root, instance = staged
+    spec.write_text(spec.read_text().replace("partitions: stale", "partitions: all"))  # read at every tick
+    assert requested(schedule_tick(build_defs(spec, root), instance, spec, root)) == {
+        d: ["documents", "toy_curated"] for d in DOMAINS
+    }
 
 
-def test_sensor_backfills_only_the_partitions_a_new_file_touches(setup):
-    spec, root, instance = setup
+def test_sensor_backfills_only_the_partitions_a_new_file_touches(staged):
+    spec, root, instance = staged
     defs = build_defs(spec, root)
-    materialize_all(defs, instance)
 
     quiet = sensor_tick(defs, instance, spec, root)
     assert not quiet.run_requests and "no raw file changed" in quiet.skip_message
@@ -306,10 +326,9 @@ def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
     assert backfill_partitions(refresh) == {"toy_global": None, "toy_sweeps": ["s1", "s2"]}
 
 
-def test_sensor_rehashes_only_touched_files(setup, monkeypatch):
-    spec, root, instance = setup
+def test_sensor_rehashes_only_touched_files(staged, monkeypatch):
+    spec, root, instance = staged
     defs = build_defs(spec, root)
-    materialize_all(defs, instance)
     cursor = sensor_tick(defs, instance, spec, root).cursor
     hashed = []
     real = freshness._sha256
@@ -323,12 +342,11 @@ def test_sensor_rehashes_only_touched_files(setup, monkeypatch):
     assert not result.run_requests  # same bytes: no change
 
 
-def test_sensor_waits_for_its_own_backfill(setup):
+def test_sensor_waits_for_its_own_backfill(staged):
     from dagster._core.execution.backfill import PartitionBackfill
 
-    spec, root, instance = setup
+    spec, root, instance = staged
     defs = build_defs(spec, root)
-    materialize_all(defs, instance)
     write_jsonl(spec.parent / "raw" / "alpha" / "part9.jsonl", ["Late alpha."])
     (request,) = sensor_tick(defs, instance, spec, root).run_requests
     instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
