@@ -366,6 +366,12 @@ def summarize(f: dict) -> str:
                f"| {r['other_removed']} |" if r else "| | | |")
         )
     lines.append("")
+    lines.append("Recall = injected copies removed; pairs detected = copy or original removed. curamix keeps the "
+                 "original (survivor rule: spec order); DataTrove keeps an arbitrary cluster member, so for it "
+                 "pairs detected is the fair recall and its originals removed are mostly that choice.")
+    if "runs" in f.get("setup", {}):
+        lines.append(f"Runs: {f['setup']['runs']}.")
+    lines.append("")
     for kind, r in f.get("ratios", {}).items():
         lines.append(f"- {kind}: curamix / DataTrove throughput **{r['throughput']}x** (per CPU s "
                      f"{r['throughput_per_cpu_s']}x), peak memory **{r['peak_rss']}x**; 2x goal "
