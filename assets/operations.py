@@ -281,7 +281,7 @@ def backfill_request(
 
     Not Dagster's anchored backfill (``partitionNames`` + a selection, what the UI sends): that one keeps
     only the partitioned assets it can reach through partitioned assets, and would silently leave out a
-    partitioned asset below a global one (``proxy_runs`` below ``token_bins``).
+    partitioned asset below a global one (a partitioned asset below ``token_bins``, say).
     """
     chain = domain_chain(graph)
     now = time.time()

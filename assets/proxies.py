@@ -1,4 +1,4 @@
-"""Proxy assets: `tokenizer`, `reference_proxy`, `difficulty_scores`, `token_bins`, `proxy_runs` (dynamic partitions).
+"""Proxy assets: `tokenizer`, `reference_proxy`, `difficulty_scores`, `token_bins`, `proxy_runs` (every sweep).
 
 Outputs under the data root (all written to a temporary name, then renamed):
   tokenizer/tokenizer.json, tokenizer/meta.json                 (sha256, vocab size, where it came from)
@@ -8,6 +8,8 @@ Outputs under the data root (all written to a temporary name, then renamed):
   proxy_runs/<sweep>/{results.parquet, meta.json}                see proxies/population.py for the columns
 """
 
+import hashlib
+import json
 import shutil
 import time
 import uuid
@@ -28,7 +30,6 @@ from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
 from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
                                train_tokenizer)
 
-SWEEPS = dg.DynamicPartitionsDefinition(name="proxy_sweeps")
 SCORE_COLUMNS = {"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64}
 
 
@@ -53,6 +54,43 @@ def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
     tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
     frame.write_parquet(tmp)
     tmp.replace(path)
+
+
+def _sweep_fingerprint(spec, bins: Bins, sweep) -> str:
+    """What a sweep's results depend on: its own settings, the training settings, the data, the seed."""
+    cfg = to_plain(spec.proxies)
+    cfg.pop("sweeps", None)
+    inputs = {"sweep": to_plain(sweep), "proxies": cfg, "bins": bins.meta, "seed": spec.seed_for(f"proxy_runs/{sweep.name}")}
+    return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _run_sweep(context, spec, bins: Bins, sweep, final_dir: Path) -> tuple[pl.DataFrame, dict]:
+    """Train one sweep into ``final_dir`` (atomically), or reuse it when its fingerprint is unchanged."""
+    cfg = spec.proxies
+    fingerprint = _sweep_fingerprint(spec, bins, sweep)
+    meta_path = final_dir / "meta.json"
+    if meta_path.exists() and json.loads(meta_path.read_text()).get("fingerprint") == fingerprint:
+        context.log.info(f"sweep {sweep.name}: inputs unchanged, reusing {final_dir}")
+        return pl.read_parquet(final_dir / "results.parquet"), {**json.loads(meta_path.read_text()), "reused": True}
+    tmp = _tmp_dir(final_dir)
+    meta = {"sweep": to_plain(sweep), "domains": bins.domains, "targets": sorted(bins.targets),
+            "prior": bins.prior().tolist(), "config": to_plain(cfg), "enabled": cfg.enabled,
+            "tokenizer_sha256": bins.meta["tokenizer_sha256"], "fingerprint": fingerprint}
+    if cfg.enabled:
+        mixtures, sampler = sample_sweep_mixtures(bins.prior(), sweep.n_mixtures,
+                                                  seed=spec.seed_for(f"proxy_runs/{sweep.name}"))
+        all_mixtures = np.concatenate([mixtures] * len(sweep.seeds))
+        seeds = [s for s in sweep.seeds for _ in range(len(mixtures))]
+        run_ids = [f"{sweep.name}-{i:03d}-s{s}" for s in sweep.seeds for i in range(len(mixtures))]
+        started = time.perf_counter()
+        results = train_population(bins, all_mixtures, cfg, seeds, run_ids=run_ids, progress=context.log.info)
+        meta |= {"sampler": sampler, "train_seconds": round(time.perf_counter() - started, 1)}
+    else:
+        results = pl.DataFrame(schema={"run_id": pl.String, "member": pl.Int64, "seed": pl.Int64, "step": pl.Int64})
+    results.write_parquet(tmp / "results.parquet")
+    write_json(tmp / "meta.json", meta)
+    _replace_dir(tmp, final_dir)
+    return results, {**meta, "reused": False}
 
 
 def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_path: Path) -> dg.AssetCheckResult:
@@ -174,7 +212,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     @dg.asset(
         name="token_bins", deps=["pruned_documents", "tokenizer"], group_name="proxies", kinds={"numpy"},
         description="Per-domain train/validation token arrays of the pruned pool (split by document), plus target "
-        "sets; registers the spec's sweeps as `proxy_runs` partitions.",
+        "sets.",
         check_specs=[dg.AssetCheckSpec("split_and_sizes", asset="token_bins", blocking=True,
                                        description="no document in both splits; token counts match the files")],
         code_version="token-bins-1",
@@ -192,9 +230,6 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                           max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("token_bins"),
                           targets=targets, progress=context.log.info)
         sweeps = [s.name for s in cfg.sweeps]
-        missing = [s for s in sweeps if not context.instance.has_dynamic_partition(SWEEPS.name, s)]
-        if missing:
-            context.instance.add_dynamic_partitions(SWEEPS.name, missing)
         rows = [{"domain": d, **v} for d, v in meta["domains"].items()]
         yield dg.MaterializeResult(metadata={"domains": preview_markdown(rows), "targets": dg.MetadataValue.json(meta["targets"]),
                                              "sweeps": dg.MetadataValue.json(sweeps),
@@ -202,48 +237,44 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         yield bins_check(root.root / "token_bins")
 
     @dg.asset(
-        name="proxy_runs", deps=["token_bins"], partitions_def=SWEEPS, group_name="proxies",
+        name="proxy_runs", deps=["token_bins"], group_name="proxies",
         kinds={"pytorch", "parquet"},
-        description="One sweep of candidate mixtures, each trained as a proxy (a batched population); results table "
-        "mixture -> per-domain and per-target validation losses at <root>/proxy_runs/<sweep>/results.parquet.",
+        description="Every sweep of the spec: candidate mixtures, each trained as a proxy (a batched population); "
+        "results table mixture -> per-domain and per-target validation losses at "
+        "<root>/proxy_runs/<sweep>/results.parquet. A sweep whose inputs are unchanged is not retrained.",
         check_specs=[dg.AssetCheckSpec("finite_losses", asset="proxy_runs", blocking=True,
                                        description="every member's final validation losses are finite")],
-        code_version="proxy-runs-1",
+        code_version="proxy-runs-2",
     )
     def proxy_runs(context: dg.AssetExecutionContext, curamix: CuramixResource):
+        # One asset, sweeps as units inside it (each cached by a fingerprint of its inputs), rather than
+        # a dynamic partition per sweep: Dagster's "Materialize all" backfill cannot reach partitions of
+        # an asset that sits below unpartitioned ones (token_bins), so the graph would stop here.
         spec = curamix.load_spec()
         root = DataRoot(spec.data_root)
         cfg = spec.proxies
-        name = context.partition_key
-        sweep = next((s for s in cfg.sweeps if s.name == name), None)
-        if sweep is None:
-            raise ValueError(f"proxy_runs partition {name!r} is not a sweep of the spec ({[s.name for s in cfg.sweeps]})")
         bins = Bins.open(root.root / "token_bins")
-        tmp = _tmp_dir(root.root / "proxy_runs" / name)
-        meta = {"sweep": to_plain(sweep), "domains": bins.domains, "targets": sorted(bins.targets),
-                "prior": bins.prior().tolist(), "config": to_plain(cfg), "enabled": cfg.enabled,
-                "tokenizer_sha256": bins.meta["tokenizer_sha256"]}
-        if cfg.enabled:
-            mixtures, sampler = sample_sweep_mixtures(bins.prior(), sweep.n_mixtures, seed=spec.seed_for(f"proxy_runs/{name}"))
-            all_mixtures = np.concatenate([mixtures] * len(sweep.seeds))
-            seeds = [s for s in sweep.seeds for _ in range(len(mixtures))]
-            run_ids = [f"{name}-{i:03d}-s{s}" for s in sweep.seeds for i in range(len(mixtures))]
-            started = time.perf_counter()
-            results = train_population(bins, all_mixtures, cfg, seeds, run_ids=run_ids, progress=context.log.info)
-            meta |= {"sampler": sampler, "train_seconds": round(time.perf_counter() - started, 1)}
-        else:
-            results = pl.DataFrame(schema={"run_id": pl.String, "member": pl.Int64, "seed": pl.Int64, "step": pl.Int64})
-        results.write_parquet(tmp / "results.parquet")
-        write_json(tmp / "meta.json", meta)
-        _replace_dir(tmp, root.root / "proxy_runs" / name)
-        final = results.filter(pl.col("step") == pl.col("step").max()) if results.height else results
-        losses = [c for c in results.columns if c.startswith("loss_")]
+        base = root.root / "proxy_runs"
+        base.mkdir(parents=True, exist_ok=True)
+        wanted = {s.name for s in cfg.sweeps}
+        for stale in base.iterdir():
+            if stale.is_dir() and stale.name not in wanted and ".tmp-" not in stale.name:
+                shutil.rmtree(stale)  # a sweep removed from the spec must not feed the mixers
+        summary, finals = {}, []
+        for sweep in cfg.sweeps:
+            results, meta = _run_sweep(context, spec, bins, sweep, base / sweep.name)
+            final = results.filter(pl.col("step") == pl.col("step").max()) if results.height else results
+            finals.append(final)
+            summary[sweep.name] = {"members": final.height, "reused": meta["reused"],
+                                   "train_seconds": meta.get("train_seconds", 0.0), "sampler": meta.get("sampler", "disabled")}
+        final = pl.concat(finals, how="diagonal_relaxed") if finals else pl.DataFrame()
+        losses = [c for c in final.columns if c.startswith("loss_")]
         yield dg.MaterializeResult(metadata={
-            "members": final.height, "sampler": meta.get("sampler", "disabled"),
-            "train_seconds": meta.get("train_seconds", 0.0),
+            "sweeps": dg.MetadataValue.json(summary),
+            "members": final.height,
             "loss_spread": dg.MetadataValue.json({c: [round(float(final[c].min()), 3), round(float(final[c].max()), 3)]
                                                   for c in losses} if final.height else {}),
-            "path": dg.MetadataValue.path(str(root.root / "proxy_runs" / name / "results.parquet"))})
+            "path": dg.MetadataValue.path(str(base))})
         # A domain without held-out documents (a single-document domain) has no validation loss to check.
         checked = [f"loss_{d}" for d in bins.domains if len(bins.val[d]) > 1] + [f"loss_target_{t}" for t in bins.targets]
         not_finite = [c for c in checked if c in final.columns and not np.isfinite(final[c].to_numpy()).all()]
@@ -253,4 +284,4 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     return StageDefinitions(assets=[tokenizer, reference_proxy, difficulty_scores, token_bins, proxy_runs])
 
 
-__all__ = ["build_stage", "SWEEPS"]
+__all__ = ["build_stage"]

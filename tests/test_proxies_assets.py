@@ -11,7 +11,7 @@ import polars as pl
 import pytest
 
 from assets.context import BuildContext
-from assets.proxies import SWEEPS, build_stage
+from assets.proxies import build_stage
 from assets.resources import CuramixResource
 from pipeline.spec import load_spec
 from pipeline.store import DataRoot
@@ -73,9 +73,9 @@ def test_proxy_assets_materialize(data_root, tmp_path):
     bins = Bins.open(root.root / "token_bins")
     assert bins.domains == ["math", "web", "wiki"] and list(bins.targets) == ["probe"]
 
-    assert instance.get_dynamic_partitions(SWEEPS.name) == ["s1"]
-    run = job.execute_in_process(asset_selection=[dg.AssetKey("proxy_runs")], partition_key="s1", instance=instance)
+    run = job.execute_in_process(asset_selection=[dg.AssetKey("proxy_runs")], instance=instance)
     assert run.success
+    assert run.asset_materializations_for_node("proxy_runs")[0].metadata["sweeps"].value["s1"]["reused"] is False
     results = pl.read_parquet(root.root / "proxy_runs" / "s1" / "results.parquet")
     final = results.filter(pl.col("step") == 4)
     assert final.height == 6 and sorted(set(results["step"])) == [2, 4]
@@ -84,3 +84,7 @@ def test_proxy_assets_materialize(data_root, tmp_path):
     for col in ("loss_math", "loss_web", "loss_wiki", "loss_target_probe", "loss_val_mean"):
         assert final[col].is_finite().all()
     assert sorted(final["seed"].to_list()) == [0, 0, 0, 1, 1, 1]
+    # unchanged inputs: the sweep is reused, not retrained
+    again = job.execute_in_process(asset_selection=[dg.AssetKey("proxy_runs")], instance=instance)
+    assert again.asset_materializations_for_node("proxy_runs")[0].metadata["sweeps"].value["s1"]["reused"] is True
+    assert pl.read_parquet(root.root / "proxy_runs" / "s1" / "results.parquet").equals(results)

@@ -82,7 +82,7 @@ class TargetSetConfig:
 
 @dataclass(frozen=True)
 class SweepConfig:
-    """A sweep of candidate mixtures, each trained as a proxy (one dynamic partition of ``proxy_runs``)."""
+    """A sweep of candidate mixtures, each trained as a proxy (a unit of ``proxy_runs``, cached by its inputs)."""
 
     name: str = "sweep0"
     n_mixtures: int = 32
