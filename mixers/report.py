@@ -66,11 +66,12 @@ def plot_schedule(path: Path, domains: Sequence[str], segments: Sequence[dict]) 
     plt = _plt()
     fig, ax = plt.subplots(figsize=(7, 3.6))
     train = [s for s in segments if s["kind"] != "probe"]
-    if train:
-        xs = [s["start"] for s in train] + [train[-1]["start"] + train[-1]["steps"]]
-        for j, d in enumerate(domains):
-            ys = [s["mixture"][j] for s in train]
-            ax.step(xs, ys + ys[-1:], where="post", label=d)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for j, d in enumerate(domains):
+        color = colors[j % len(colors)]
+        for i, s in enumerate(train):
+            # One flat line per trained segment: probes in between are shaded, not drawn as this mixture.
+            ax.hlines(s["mixture"][j], s["start"], s["start"] + s["steps"], colors=color, label=d if i == 0 else None)
     for s in segments:
         if s["kind"] == "probe":
             ax.axvspan(s["start"], s["start"] + s["steps"], color="grey", alpha=0.15, lw=0)

@@ -121,3 +121,22 @@ def test_mixture_asset_materializes_with_its_check(data_root, tmp_path):
     w = np.array(list(TOKENS.values()), float) ** (1 / 3)
     assert [saved["proportions"][d] for d in TOKENS] == pytest.approx(list(w / w.sum()))
     assert saved["domains"] == list(TOKENS)
+
+
+def test_aioli_schedule_plot_and_report(tmp_path):
+    import dataclasses
+
+    from mixers.aioli import AioliParams, run_aioli
+    from mixers.report import plot_schedule, report_markdown
+    from tests.test_mixers_aioli import A_TRUE, LinearLawTrainer
+
+    res = run_aioli(LinearLawTrainer(A_TRUE), 3, AioliParams(total_steps=100, update_steps=50, lp_rounds=1,
+                                                              lp_steps=2))
+    png = plot_schedule(tmp_path / "schedule.png", ["a", "b", "c"], [dataclasses.asdict(s) for s in res.schedule])
+    assert png.read_bytes()[:4] == b"\x89PNG"
+    md = report_markdown(method="aioli", domains=["a", "b", "c"], chosen={"a": 0.5, "b": 0.3, "c": 0.2},
+                         baselines={"uniform": {d: 1 / 3 for d in "abc"}}, caps={d: 1.0 for d in "abc"},
+                         epochs={d: 0.1 for d in "abc"},
+                         validation={"aioli": {"losses": {"a": 1.0}, "average": 1.0},
+                                     "uniform": {"losses": {"a": 1.1}, "average": 1.1}})
+    assert "| **average** | 1.0000 | 1.1000 |" in md
