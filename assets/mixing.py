@@ -7,6 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.ops_metadata import image_metadata
 from assets.resources import CuramixResource
 from mixers.choose import ASSET_DIR, check_mixture
 from mixers.stage import run_mixing
@@ -44,7 +45,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             "predicted": dg.MetadataValue.json(payload["predicted"]),
         }
         for name, file in payload["plots"].items():
-            metadata[f"plot_{name}"] = dg.MetadataValue.path(str(out / file))
+            # The picture inline (the UI's "Show Markdown"), its file path under it.
+            metadata[f"plot_{name}"] = image_metadata(out / file, alt=name, caption=str(out / file))
         if payload["inputs"].get("regressor_hash"):
             metadata["regressor_hash"] = payload["inputs"]["regressor_hash"]
             metadata["proxy_runs"] = len(payload["inputs"]["proxy_run_ids"])

@@ -41,8 +41,14 @@ def available_tokens(meta: dict) -> dict[str, float]:
     return out
 
 
-def read_proxy_table(root: Path) -> pl.DataFrame:
-    files = sorted(p for p in (root / RUNS_DIR).rglob("*.parquet") if ".tmp-" not in str(p))
+def read_proxy_table(root: Path, sweeps: list[str] | None = None) -> pl.DataFrame:
+    """Every sweep's results table (only the sweeps named, when given: a sweep removed from the spec
+    leaves its folder behind, and its runs must not feed the regression)."""
+    base = root / RUNS_DIR
+    if sweeps:
+        files = [base / s / "results.parquet" for s in sweeps if (base / s / "results.parquet").exists()]
+    else:
+        files = sorted(p for p in base.rglob("*.parquet") if ".tmp-" not in str(p))
     frames = [pl.read_parquet(f) for f in files]
     frames = [f for f in frames if "run_id" in f.columns and any(c.startswith("w_") for c in f.columns)]
     if not frames:
@@ -102,7 +108,8 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
     seed = spec.seed_for("mixing") % (2**31)
     bins = None
     if cfg.method == "regmix":
-        runs = proxy_runs_from_table(read_proxy_table(root), inputs.domains)
+        sweeps = [s.name for s in getattr(spec.proxies, "sweeps", [])]
+        runs = proxy_runs_from_table(read_proxy_table(root, sweeps), inputs.domains)
         if progress:
             progress(f"regmix: {len(runs.run_ids)} proxy runs, targets {sorted(runs.losses)}")
         outcome = choose_regmix(runs, inputs, cfg, seed=seed)

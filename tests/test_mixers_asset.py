@@ -72,6 +72,10 @@ def test_run_mixing_regmix_writes_mixture_report_and_plots(data_root, tmp_path):
                                       "regmix": {"regressor": "ridge", "num_samples": 20000, "top_k": 50},
                                       "validation": {"enabled": False}}))
     domains = _write_inputs(data_root)
+    # A sweep no longer in the spec leaves its folder behind: its runs must not be read.
+    (data_root / "proxy_runs" / "old").mkdir()
+    stale = pl.read_parquet(data_root / "proxy_runs" / "sweep0" / "results.parquet")
+    stale.with_columns(pl.col("run_id") + "_old").write_parquet(data_root / "proxy_runs" / "old" / "results.parquet")
     payload = run_mixing(spec)
     out = data_root / "mixture"
     saved = json.loads((out / "mixture.json").read_text())
