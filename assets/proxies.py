@@ -20,6 +20,8 @@ import numpy as np
 import polars as pl
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.ops_metadata import image_metadata
+from pipeline import plots
 from assets.resources import CuramixResource
 from pipeline.config.typed import to_plain
 from pipeline.store import DataRoot, write_json
@@ -91,6 +93,21 @@ def _run_sweep(context, spec, bins: Bins, sweep, final_dir: Path) -> tuple[pl.Da
     write_json(tmp / "meta.json", meta)
     _replace_dir(tmp, final_dir)
     return results, {**meta, "reused": False}
+
+
+def _loss_curves(base: Path, sweeps: list[str]) -> bytes | None:
+    """Mean validation loss against training step, one line per proxy (the first 24 of each sweep)."""
+    curves = {}
+    for name in sweeps:
+        table = pl.read_parquet(base / name / "results.parquet")
+        if not table.height or "loss_val_mean" not in table.columns:
+            continue
+        for run_id in table["run_id"].unique(maintain_order=True).to_list()[:24]:
+            run = table.filter(pl.col("run_id") == run_id).sort("step")
+            curves[run_id] = (run["step"].to_list(), run["loss_val_mean"].to_list())
+    if not curves:
+        return None
+    return plots.loss_curves(curves, title="Proxy validation loss (mean over domains)", max_legend=8)
 
 
 def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_path: Path) -> dg.AssetCheckResult:
@@ -269,7 +286,10 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                                    "train_seconds": meta.get("train_seconds", 0.0), "sampler": meta.get("sampler", "disabled")}
         final = pl.concat(finals, how="diagonal_relaxed") if finals else pl.DataFrame()
         losses = [c for c in final.columns if c.startswith("loss_")]
+        curves = _loss_curves(base, [s.name for s in cfg.sweeps])
         yield dg.MaterializeResult(metadata={
+            **({"loss_curves": image_metadata(curves, alt="proxy validation loss curves",
+                                              save_to=base / "loss_curves.png")} if curves else {}),
             "sweeps": dg.MetadataValue.json(summary),
             "members": final.height,
             "loss_spread": dg.MetadataValue.json({c: [round(float(final[c].min()), 3), round(float(final[c].max()), 3)]

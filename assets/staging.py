@@ -8,6 +8,8 @@ import json
 import dagster as dg
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.ops_metadata import image_metadata
+from pipeline import plots
 from assets.resources import CuramixResource
 from pipeline.staging import STAGE, stage_domain
 from pipeline.store import DataRoot
@@ -62,6 +64,10 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 "rows_rejected": stats.rows_rejected,
                 "bytes_kept": dg.MetadataValue.int(stats.bytes_kept),
                 "rejects_by_reason": dg.MetadataValue.json(stats.rejects_by_reason()),
+                **({"drops_by_reason": image_metadata(
+                    plots.drops_by_reason({s: c.rejects_by_reason for s, c in stats.sources.items() if c.rejects_by_reason},
+                                          title=f"{domain}: rows rejected at staging, by reason and source"),
+                    alt="rejects by reason")} if stats.rows_rejected else {}),
                 "quarantined_files": dg.MetadataValue.json(
                     [q for s in stats.sources.values() for q in s.quarantined_files]
                 ),

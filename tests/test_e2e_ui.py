@@ -390,7 +390,6 @@ def test_materialize_all_from_the_ui(ui_server):
     from pipeline.spec import load_spec
     from pipeline.store import DataRoot
 
-    os.environ.setdefault("CURAMIX_DATA_ROOT", str(data_root))
     root = DataRoot(data_root)
     domains = load_spec(spec).domains
     assert root.domains("documents") == sorted(domains)
