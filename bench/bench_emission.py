@@ -31,34 +31,15 @@ import sys
 import time
 from pathlib import Path
 
+from bench.corpus import CORPUS, write_spec
 from bench._measure import emit, python_env, run_measured, self_peak_rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
-RAW = REPO.parent / "shared" / "corpora" / "raw"
 WORK = REPO / "bench" / "work" / "emission"
 VOCAB = 32768
 CHUNK_BYTES = 4_000_000
 MB = 1e6
 
-# file -> (domain, source); domains are ../shared/corpora/README.md's "suggested domain".
-CORPUS: dict[str, tuple[str, str]] = {
-    "books_gutenberg.jsonl.zst": ("books", "gutenberg"),
-    "code_go_stdlib.parquet": ("code", "go_stdlib"),
-    "dialogue_sgd.jsonl.gz": ("dialogue", "sgd"),
-    "law_uslm_usgov.jsonl.zst": ("law", "uslm_usgov"),
-    "law_spdx_license_texts.jsonl.zst": ("law", "spdx_licenses"),
-    "math_gsm8k_train.jsonl": ("math", "gsm8k"),
-    "math_stacks_project.jsonl.zst": ("math", "stacks_project"),
-    "math_openlogic.jsonl.zst": ("math", "openlogic"),
-    "ref_cia_factbook.jsonl.zst": ("encyclopedia", "cia_factbook"),
-    "ref_wikipedia_gensim_sample.jsonl.zst": ("encyclopedia", "wikipedia"),
-    "ref_foldoc.jsonl.zst": ("encyclopedia", "foldoc"),
-    "science_scitldr_abstracts.jsonl.zst": ("science", "scitldr"),
-    "science_lightandmatter_physics.jsonl.zst": ("science", "lightandmatter"),
-    "techdocs_python311_rst.jsonl.zst": ("techdocs", "python311_docs"),
-    "web_movie_reviews.jsonl.zst": ("web_ugc", "movie_reviews"),
-    "web_us_speeches.jsonl.zst": ("speeches", "us_speeches"),
-}
 QUICK_FILES = ["math_gsm8k_train.jsonl", "dialogue_sgd.jsonl.gz", "web_movie_reviews.jsonl.zst"]
 
 
@@ -66,27 +47,13 @@ QUICK_FILES = ["math_gsm8k_train.jsonl", "dialogue_sgd.jsonl.gz", "web_movie_rev
 
 def prepare(quick: bool) -> tuple[Path, Path]:
     """Stage the corpus and train the tokenizer unless already done; returns (data root, tokenizer)."""
-    import yaml
-
     from pipeline.spec import load_spec
     from pipeline.staging import stage_domain
     from pipeline.store import DataRoot
 
     folder = WORK / ("quick" if quick else "full")
     files = QUICK_FILES if quick else sorted(CORPUS)
-    sources = []
-    for name in files:
-        domain, source = CORPUS[name]
-        entry = {"name": source, "path": str(RAW / name), "domain": domain}
-        if name.endswith(".parquet"):
-            entry["text_field"] = "content"
-        if name == "math_gsm8k_train.jsonl":
-            entry["template"] = "Question: {question}\nAnswer: {answer}"
-        sources.append(entry)
-    folder.mkdir(parents=True, exist_ok=True)
-    spec_path = folder / "spec.yaml"
-    spec_path.write_text(yaml.safe_dump({"name": "bench_emission", "seed": 0, "data_root": str(folder / "data"),
-                                         "sources": sources}, sort_keys=False))
+    spec_path = write_spec(folder, "bench_emission", files)
     spec = load_spec(spec_path)
     root = DataRoot(spec.data_root)
     for domain in spec.domains:

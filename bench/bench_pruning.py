@@ -20,40 +20,21 @@ All on the CPU here, one thread per child (2 shared cores); the torch backend us
 from __future__ import annotations
 
 import argparse
-import json
 import shutil
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from bench.corpus import write_spec
 from bench._measure import emit, python_env, run_measured, self_peak_rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
-CORPORA = REPO.parent / "shared" / "corpora"
-GSM8K_TEMPLATE = "Question: {question}\nAnswer: {answer}"
 
 
 def _write_spec(folder: Path, files: list[str] | None = None) -> Path:
-    import yaml
-
-    rows = json.loads((CORPORA / "SOURCES.json").read_text())
-    sources = []
-    for row in rows:
-        if files and row["file"] not in files:
-            continue
-        entry = {"name": Path(row["file"]).name.split(".")[0], "path": str(CORPORA / "raw" / row["file"]),
-                 "domain": row["suggested_domain"]}
-        if row["file"].endswith(".parquet"):
-            entry["text_field"] = "content"
-        if "gsm8k" in row["file"]:
-            entry["template"] = GSM8K_TEMPLATE
-        sources.append(entry)
-    spec = {"name": "bench_pruning", "seed": 0, "data_root": str(folder / "data"), "sources": sources,
-            "pruning": {"method": "dbp", "target_fraction": 0.5, "clusters": {"k": 100}}}
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return write_spec(folder, "bench_pruning", files,
+                      pruning={"method": "dbp", "target_fraction": 0.5, "clusters": {"k": 100}})
 
 
 def prepare(folder: Path, files: list[str] | None = None) -> Path:

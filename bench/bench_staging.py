@@ -35,34 +35,13 @@ import sys
 import tempfile
 import time
 import dataclasses
-from collections import Counter
 from pathlib import Path
 
+from bench.corpus import CORPUS, GSM8K_TEMPLATE, RAW, write_spec
 from bench._measure import emit, median, python_env, run_measured, self_peak_rss_mib
 
 REPO = Path(__file__).resolve().parent.parent
-RAW = REPO.parent / "shared" / "corpora" / "raw"
-GSM8K_TEMPLATE = "Question: {question}\nAnswer: {answer}"
 
-# file -> (domain, source name); the domains are ../shared/corpora/README.md's "suggested domain".
-CORPUS: dict[str, tuple[str, str]] = {
-    "books_gutenberg.jsonl.zst": ("books", "gutenberg"),
-    "code_go_stdlib.parquet": ("code", "go_stdlib"),
-    "dialogue_sgd.jsonl.gz": ("dialogue", "sgd"),
-    "law_uslm_usgov.jsonl.zst": ("law", "uslm_usgov"),
-    "law_spdx_license_texts.jsonl.zst": ("law", "spdx_licenses"),
-    "math_gsm8k_train.jsonl": ("math", "gsm8k"),
-    "math_stacks_project.jsonl.zst": ("math", "stacks_project"),
-    "math_openlogic.jsonl.zst": ("math", "openlogic"),
-    "ref_cia_factbook.jsonl.zst": ("encyclopedia", "cia_factbook"),
-    "ref_wikipedia_gensim_sample.jsonl.zst": ("encyclopedia", "wikipedia"),
-    "ref_foldoc.jsonl.zst": ("encyclopedia", "foldoc"),
-    "science_scitldr_abstracts.jsonl.zst": ("science", "scitldr"),
-    "science_lightandmatter_physics.jsonl.zst": ("science", "lightandmatter"),
-    "techdocs_python311_rst.jsonl.zst": ("techdocs", "python311_docs"),
-    "web_movie_reviews.jsonl.zst": ("web_ugc", "movie_reviews"),
-    "web_us_speeches.jsonl.zst": ("speeches", "us_speeches"),
-}
 # --quick: one file per format (plain JSONL with the template, gzip, zstd, Parquet), ~60 MB of text.
 QUICK_FILES = ["math_gsm8k_train.jsonl", "dialogue_sgd.jsonl.gz", "web_movie_reviews.jsonl.zst",
                "code_go_stdlib.parquet"]
@@ -77,21 +56,7 @@ MB = 1e6  # decimal megabytes, as in the corpora README's "text MB"
 # --------------------------------------------------------------------------- children (timed)
 
 def _write_spec(files: list[str], raw: Path, folder: Path) -> Path:
-    import yaml
-
-    sources = []
-    for name in files:
-        domain, source = CORPUS[name]
-        entry = {"name": source, "path": str(raw / name), "domain": domain}
-        if name.endswith(".parquet"):
-            entry["text_field"] = "content"
-        if name == "math_gsm8k_train.jsonl":
-            entry["template"] = GSM8K_TEMPLATE
-        sources.append(entry)
-    spec = {"name": "bench_staging", "seed": 0, "data_root": str(folder / "data"), "sources": sources}
-    path = folder / "spec.yaml"
-    path.write_text(yaml.safe_dump(spec, sort_keys=False))
-    return path
+    return write_spec(folder, "bench_staging", files, raw=raw)
 
 
 def child_curamix(files: list[str], raw: Path, out: Path, *, zstd_level: int | None = None) -> dict:

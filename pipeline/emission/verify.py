@@ -50,6 +50,9 @@ def _verify(folder: Path, manifest: dict, problems: list[str], *, hashes: bool) 
     eos_id = manifest["tokenizer"]["eos_id"]
     total = manifest["total_tokens"]
     domains = manifest["domains"]
+    if sum(v["tokens"] for v in domains.values()) != total:
+        problems.append(f"manifest: per-domain tokens add up to {sum(v['tokens'] for v in domains.values())}, "
+                        f"not total_tokens {total}")
     listed: set[str] = set()
     for set_name, s in manifest["sets"].items():
         per_domain = {}
