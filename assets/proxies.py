@@ -24,7 +24,7 @@ from assets.ops_metadata import image_metadata
 from pipeline import plots
 from assets.resources import CuramixResource
 from pipeline.config.typed import to_plain
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, replace_dir, write_json
 from proxies.bins import Bins, build_bins, read_target_texts
 from proxies.population import train_population
 from proxies.scoring import score_stage
@@ -33,16 +33,6 @@ from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_train
                                train_tokenizer)
 
 SCORE_COLUMNS = {"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64}
-
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    if final.exists():
-        old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
-        final.rename(old)
-        tmp.rename(final)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(final)
 
 
 def _tmp_dir(final: Path) -> Path:
@@ -91,7 +81,7 @@ def _run_sweep(context, spec, bins: Bins, sweep, final_dir: Path) -> tuple[pl.Da
         results = pl.DataFrame(schema={"run_id": pl.String, "member": pl.Int64, "seed": pl.Int64, "step": pl.Int64})
     results.write_parquet(tmp / "results.parquet")
     write_json(tmp / "meta.json", meta)
-    _replace_dir(tmp, final_dir)
+    replace_dir(tmp, final_dir)
     return results, {**meta, "reused": False}
 
 
@@ -164,7 +154,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         sha = file_sha256(tmp / "tokenizer.json")
         meta = {"sha256": sha, "vocab_size": tok.get_vocab_size(), "eot_id": eot_id(tok), **origin}
         write_json(tmp / "meta.json", meta)
-        _replace_dir(tmp, root.root / "tokenizer")
+        replace_dir(tmp, root.root / "tokenizer")
         context.log.info(f"tokenizer {sha[:12]} ({meta['vocab_size']} tokens) in {time.perf_counter() - started:.1f}s")
         yield dg.MaterializeResult(metadata={**meta, "path": dg.MetadataValue.path(str(root.root / "tokenizer"))},
                                    data_version=dg.DataVersion(sha[:16]))
@@ -200,7 +190,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         else:
             write_json(tmp / "proxy.json", extra)
             final = {}
-        _replace_dir(tmp, root.root / "reference_proxy")
+        replace_dir(tmp, root.root / "reference_proxy")
         return dg.MaterializeResult(metadata={"enabled": cfg.enabled, "final": dg.MetadataValue.json(final),
                                               "path": dg.MetadataValue.path(str(root.root / "reference_proxy"))})
 

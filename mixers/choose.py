@@ -9,7 +9,6 @@ mixture and of each baseline under the regression model), ``baselines``, ``fit_q
 
 from __future__ import annotations
 
-import os
 import shutil
 import uuid
 from collections.abc import Mapping, Sequence
@@ -22,7 +21,7 @@ from mixers.baselines import apply_caps, baseline_mixture, epoch_caps, epochs
 from mixers.regmix.fit import ProxyRuns, RegMixResult, run_regmix
 from mixers.report import plot_fit, plot_proportions, plot_schedule, report_markdown
 from pipeline.config.mixing import MixingConfig
-from pipeline.store import write_json
+from pipeline.store import replace_dir, write_json
 
 ASSET_DIR = "mixture"
 SIMPLEX_TOL = 1e-6
@@ -183,13 +182,7 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
             "plots": plots,
         }
         write_json(tmp / "mixture.json", _plain(payload))
-        if final.exists():
-            old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(final, old)
-            os.rename(tmp, final)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, final)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

@@ -66,16 +66,23 @@ class DataRoot:
         tmp.mkdir()
         try:
             yield tmp
-            old = None
-            if final.exists():
-                old = final.parent / f"{final.name}.old-{uuid.uuid4().hex[:8]}"
-                os.rename(final, old)
-            os.rename(tmp, final)
-            if old is not None:
-                shutil.rmtree(old, ignore_errors=True)
+            replace_dir(tmp, final)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+
+
+def replace_dir(tmp: Path, final: Path) -> None:
+    """Put the finished folder ``tmp`` in place of ``final``. ``final`` is moved aside before the rename
+    (directories cannot be swapped in one call), so at every moment it is either the old complete
+    folder, absent for an instant, or the new complete one."""
+    old = None
+    if final.exists():
+        old = final.with_name(f"{final.name}.old-{uuid.uuid4().hex[:8]}")
+        os.rename(final, old)
+    os.rename(tmp, final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
 
 
 def write_json(path: Path, payload: dict) -> None:

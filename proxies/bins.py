@@ -31,7 +31,7 @@ import polars as pl
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, replace_dir, write_json
 from proxies.tokenizer import encode_batch, eot_id, token_dtype
 
 META = "meta.json"
@@ -183,13 +183,7 @@ def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os
             writer.close()
             meta["targets"][name] = {"tokens": writer.offset, "docs": len(texts)}
         write_json(tmp / META, meta)
-        if out_dir.exists():
-            old = out_dir.with_name(f"{out_dir.name}.old-{uuid.uuid4().hex[:8]}")
-            os.rename(out_dir, old)
-            os.rename(tmp, out_dir)
-            shutil.rmtree(old, ignore_errors=True)
-        else:
-            os.rename(tmp, out_dir)
+        replace_dir(tmp, out_dir)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

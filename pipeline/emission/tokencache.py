@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
+from pipeline.store import replace_dir
 
 CACHE_VERSION = 1
 
@@ -197,13 +198,7 @@ def build_domain_cache(
         meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": len(all_ids),
                 "tokens": n_tokens, "text_bytes": n_bytes, "files": [str(f) for f in files]}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
-        old = None
-        if final.exists():
-            old = cache_root / f".domain={domain}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(final, old)
-        os.rename(tmp, final)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        replace_dir(tmp, final)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

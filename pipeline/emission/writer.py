@@ -42,6 +42,7 @@ from pipeline.emission.parquet_shards import TextShardWriter
 from pipeline.emission.quotas import QuotaPlan, plan_quotas
 from pipeline.emission.shuffle import Schedule, domain_schedule, permutation, sub_seed
 from pipeline.emission.tokencache import DomainCache, build_domain_cache, clean_stale, file_sha256, fingerprint
+from pipeline.store import replace_dir
 
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[EOS]", "<|eos|>")
 # Documents gathered per write while filling a shard: bounds pass-2 memory.
@@ -376,14 +377,8 @@ def emit_training_set(
         manifest_mod.write_manifest(work / "manifest.json", manifest)
         _fsync_file(work / "manifest.json")
         _fsync_dir(work)
-        old = None
-        if out_dir.exists():
-            old = parent / f"{out_dir.name}.old-{uuid.uuid4().hex[:8]}"
-            os.rename(out_dir, old)
-        os.rename(work, out_dir)
+        replace_dir(work, out_dir)
         _fsync_dir(parent)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
     finally:
         if work.exists():
             shutil.rmtree(work, ignore_errors=True)
