@@ -50,6 +50,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar.close()
     spec = load_spec(args.spec)
     print(f"done: {len(results)} runs; outputs under {spec.data_root}")
+    manifest = spec.data_root / "training_set" / "manifest.json"
+    if manifest.exists():
+        print(f"training set: {manifest.parent} (check it with: curamix verify {manifest.parent})")
     return 0
 
 
