@@ -236,10 +236,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                           validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
                           max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("token_bins"),
                           targets=targets, progress=context.log.info)
-        sweeps = [s.name for s in cfg.sweeps]
         rows = [{"domain": d, **v} for d, v in meta["domains"].items()]
         yield dg.MaterializeResult(metadata={"domains": preview_markdown(rows), "targets": dg.MetadataValue.json(meta["targets"]),
-                                             "sweeps": dg.MetadataValue.json(sweeps),
                                              "path": dg.MetadataValue.path(str(root.root / "token_bins"))})
         yield bins_check(root.root / "token_bins")
 
