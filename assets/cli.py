@@ -39,10 +39,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     def on_step(step, done, total):
         bar.total = total
+        bar.n = done  # steps finished so far; the postfix names the one now running
         names = ",".join(k.to_user_string() for k in step.asset_keys)
-        bar.set_postfix_str(f"{names}" + (f" [{step.partition_key}]" if step.partition_key else ""))
-        bar.n = done
-        bar.refresh()
+        bar.set_postfix_str(names + (f" [{step.partition_key}]" if step.partition_key else ""))
 
     results = run_all(args.spec, data_root=args.data_root, selection=args.select or None, on_step=on_step,
                       log_level="DEBUG" if args.verbose else "WARNING")

@@ -56,7 +56,9 @@ def plan(defs: dg.Definitions, instance: dg.DagsterInstance, selection: Sequence
     steps: list[list[Step]] = []
     for partitions, level_keys in levels:
         if partitions is None:
-            steps.append([Step(tuple(level_keys), None)])
+            # One run per global asset: the progress bar then moves asset by asset, and a failure
+            # names its asset; files, not run boundaries, carry data between them.
+            steps.append([Step((key,), None) for key in level_keys])
         else:
             pks = partitions.get_partition_keys(dynamic_partitions_store=instance)
             steps.append([Step(tuple(level_keys), pk) for pk in pks])

@@ -34,3 +34,20 @@ def test_definitions_load_with_domain_partitions():
     graph = defs.resolve_asset_graph()
     partitions = graph.get(dg.AssetKey("documents")).partitions_def
     assert partitions.get_partition_keys() == load_spec(EXAMPLE_SPEC).domains
+
+
+def test_plan_runs_domain_partitions_first_then_each_global_asset_in_order():
+    from assets.runner import plan
+
+    defs = build_definitions(EXAMPLE_SPEC)
+    levels = plan(defs, dg.DagsterInstance.ephemeral())
+    domains = load_spec(EXAMPLE_SPEC).domains
+    assert [s.partition_key for s in levels[0]] == domains
+    assert all(s.asset_keys == (dg.AssetKey("documents"),) for s in levels[0])
+    global_steps = [s for level in levels[1:] for s in level]
+    order = [s.asset_keys[0].to_user_string() for s in global_steps]
+    assert all(len(s.asset_keys) == 1 and s.partition_key is None for s in global_steps)
+    graph = defs.resolve_asset_graph()
+    for i, key in enumerate(order):  # every asset comes after everything it depends on
+        assert {p.to_user_string() for p in graph.get(dg.AssetKey(key)).parent_keys} - {"documents"} <= set(order[:i])
+    assert order[-1] == "training_set"
