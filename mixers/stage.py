@@ -33,7 +33,10 @@ def available_tokens(meta: dict) -> dict[str, float]:
     documents the bins dropped when ``max_train_tokens_per_domain`` capped them (tokens per document assumed
     the same for the dropped ones)."""
     out = {}
-    for d, m in meta["domains"].items():
+    # In the spec's domain order (meta.json's mappings are key-sorted): mixtures are vectors in this
+    # order wherever they meet the bins (Aioli's trainer, the validation runs).
+    for d in meta.get("domain_order") or meta["domains"]:
+        m = meta["domains"][d]
         tokens = float(m["train_tokens"] + m["val_tokens"])
         docs = m["train_docs"] + m["val_docs"]
         dropped = m.get("train_docs_over_cap", 0)
@@ -75,7 +78,7 @@ def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
     if a.prior != "none":
         mix = baseline_mixture(a.prior, inputs.available, budget=inputs.budget, max_epochs=inputs.max_epochs,
                                temperature=cfg.temperature)
-        prior = tuple(mix[d] for d in inputs.domains)
+        prior = tuple(mix[d] for d in bins.domains)
     params = AioliParams(total_steps=total, update_steps=a.update_steps, lp_rounds=a.lp_rounds, lp_steps=a.lp_steps,
                          one_hot_factor=a.one_hot_factor, eta=a.eta, ema=a.ema, prior_mixture=prior,
                          prior_steps=a.prior_steps, init=a.init, seed=seed)
@@ -83,16 +86,16 @@ def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
     if progress:
         rounds = plan_rounds(params.total_steps - params.prior_steps, params.update_steps)
         progress(f"aioli: {total} steps in {len(rounds)} rounds")
-    result = run_aioli(trainer, len(inputs.domains), params)
+    result = run_aioli(trainer, len(bins.domains), params)
     chosen = result.mixture if a.output == "final" else result.average_mixture
-    online = dict(zip(inputs.domains, trainer.test_losses().tolist()))
+    online = dict(zip(bins.domains, trainer.test_losses().tolist()))
     baselines = inputs.baselines(["uniform", "natural"], cfg.temperature)
     details = {"params": dataclasses.asdict(params), "steps_trained": result.steps_trained,
                "probe_steps": sum(s.steps for s in result.schedule if s.kind == "probe"),
                "evaluations": trainer.evaluations, "output": a.output,
                "online_run_test_losses": online, "online_run_test_average": float(np.mean(list(online.values()))),
                "A_last": result.history[-1]["A"] if result.history else None, "seed": seed}
-    return MixtureOutcome("aioli", project(dict(zip(inputs.domains, chosen.tolist())), inputs), inputs, baselines,
+    return MixtureOutcome("aioli", project(dict(zip(bins.domains, chosen.tolist())), inputs), inputs, baselines,
                           details, schedule=[dataclasses.asdict(s) for s in result.schedule])
 
 
@@ -125,12 +128,13 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
         from mixers.online import validation_runs
 
         bins = bins or open_bins(root)
-        candidates = {outcome.method: [outcome.mixture[d] for d in inputs.domains]}
+        # Vectors in the bins' domain order: that is how the trainer reads them.
+        candidates = {outcome.method: [outcome.mixture[d] for d in bins.domains]}
         for name in v.baselines:
             if name != outcome.method:
                 mix = baseline_mixture(name, inputs.available, budget=inputs.budget, max_epochs=inputs.max_epochs,
                                        temperature=cfg.temperature)
-                candidates[name] = [mix[d] for d in inputs.domains]
+                candidates[name] = [mix[d] for d in bins.domains]
         if progress:
             progress(f"validation: {len(candidates)} mixtures x {v.seeds} seed(s)")
         outcome.validation = validation_runs(bins, spec.proxies, candidates, steps=v.steps or spec.proxies.train.steps,

@@ -144,3 +144,16 @@ def test_aioli_schedule_plot_and_report(tmp_path):
                          validation={"aioli": {"losses": {"a": 1.0}, "average": 1.0},
                                      "uniform": {"losses": {"a": 1.1}, "average": 1.1}})
     assert "| **average** | 1.0000 | 1.1000 |" in md
+
+
+def test_mixture_vectors_follow_the_bins_domain_order():
+    """meta.json's mappings are key-sorted, the bins (and so every trainer) use the spec's order: a
+    mixture turned into a vector must follow the latter, or weights land on the wrong domains."""
+    from mixers.stage import available_tokens
+
+    meta = {"domain_order": ["math", "code", "web"],
+            "domains": {d: {"train_tokens": t, "val_tokens": 0, "train_docs": 1, "val_docs": 0}
+                        for d, t in (("code", 20.0), ("math", 10.0), ("web", 30.0))}}
+    available = available_tokens(meta)
+    assert list(available) == ["math", "code", "web"]
+    assert available == {"math": 10.0, "code": 20.0, "web": 30.0}
