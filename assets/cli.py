@@ -47,7 +47,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                       log_level="DEBUG" if args.verbose else "WARNING")
     bar.n = bar.total or len(results)
     bar.close()
-    spec = load_spec(args.spec)
+    spec = load_spec(args.spec, data_root=args.data_root)
     print(f"done: {len(results)} runs; outputs under {spec.data_root}")
     manifest = spec.data_root / "training_set" / "manifest.json"
     if manifest.exists():

@@ -46,7 +46,7 @@ def collect(spec: Spec) -> StageDefinitions:
 
 
 def build_definitions(spec_path: str | os.PathLike, data_root: str | None = None) -> dg.Definitions:
-    spec = load_spec(spec_path) if data_root is None else _with_root(spec_path, data_root)
+    spec = load_spec(spec_path, data_root=data_root)
     parts = collect(spec)
     return dg.Definitions(
         assets=parts.assets,
@@ -56,10 +56,6 @@ def build_definitions(spec_path: str | os.PathLike, data_root: str | None = None
         sensors=parts.sensors,
         resources={"curamix": CuramixResource(spec_path=str(Path(spec_path).resolve()), data_root=data_root)},
     )
-
-
-def _with_root(spec_path, data_root) -> Spec:
-    return CuramixResource(spec_path=str(spec_path), data_root=data_root).load_spec()
 
 
 defs = build_definitions(os.environ.get(SPEC_ENV, str(DEFAULT_SPEC)), os.environ.get(DATA_ROOT_ENV) or None)

@@ -15,16 +15,14 @@ from pathlib import Path
 import dagster as dg
 
 from assets.definitions import build_definitions
-from pipeline.spec import DATA_ROOT_ENV, load_spec
+from pipeline.spec import load_spec
 
 
 def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None) -> Path:
     """DAGSTER_HOME if set, else a folder under the spec's data root (created on first use)."""
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
-    if data_root:
-        os.environ.setdefault(DATA_ROOT_ENV, data_root)
-    home = load_spec(spec_path).data_root / "dagster_home"
+    home = load_spec(spec_path, data_root=data_root).data_root / "dagster_home"
     home.mkdir(parents=True, exist_ok=True)
     (home / "dagster.yaml").touch()
     return home

@@ -131,8 +131,11 @@ def _resolve_source(base: Path, index: int, source: SourceConfig) -> tuple[Path,
     return tuple(files)
 
 
-def spec_from_dict(data: dict, *, path: Path) -> Spec:
-    """Validate ``data`` as if read from ``path``; relative paths resolve against its folder."""
+def spec_from_dict(data: dict, *, path: Path, data_root: str | os.PathLike | None = None) -> Spec:
+    """Validate ``data`` as if read from ``path``; relative paths resolve against its folder.
+
+    The data root is, first found: ``data_root``, ``$CURAMIX_DATA_ROOT`` (both relative to the working
+    directory), the spec's ``data_root`` (relative to the spec file)."""
     path = Path(path).resolve()
     label = path.name
     try:
@@ -149,14 +152,12 @@ def spec_from_dict(data: dict, *, path: Path) -> Spec:
         files = {s.name: _resolve_source(path.parent, i, s) for i, s in enumerate(body.sources)}
     except ConfigError as exc:
         raise SpecError(f"{label}: {exc}") from None
-    root_text = os.environ.get(DATA_ROOT_ENV) or body.data_root
-    root = Path(root_text)
-    if not root.is_absolute():
-        root = (path.parent / root) if not os.environ.get(DATA_ROOT_ENV) else root.resolve()
+    override = data_root or os.environ.get(DATA_ROOT_ENV)
+    root = Path(override) if override else path.parent / body.data_root
     return Spec(path=path, body=body, data_root=root.resolve(), source_files=files)
 
 
-def load_spec(path: str | os.PathLike) -> Spec:
+def load_spec(path: str | os.PathLike, *, data_root: str | os.PathLike | None = None) -> Spec:
     """Read and validate a spec file. Raises ``SpecError`` naming the file and key path."""
     path = Path(path)
     try:
@@ -169,7 +170,7 @@ def load_spec(path: str | os.PathLike) -> Spec:
         mark = getattr(exc, "problem_mark", None)
         where = f" line {mark.line + 1}, column {mark.column + 1}" if mark else ""
         raise SpecError(f"{path.name}:{where}: not valid YAML: {getattr(exc, 'problem', exc)}") from None
-    return spec_from_dict(data, path=path)
+    return spec_from_dict(data, path=path, data_root=data_root)
 
 
 def default_sections() -> dict:
