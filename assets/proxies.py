@@ -70,7 +70,9 @@ def _run_sweep(context, spec, bins: Bins, sweep, final_dir: Path) -> tuple[pl.Da
             "tokenizer_sha256": bins.meta["tokenizer_sha256"], "fingerprint": fingerprint}
     if cfg.enabled:
         mixtures, sampler = sample_sweep_mixtures(bins.prior(), sweep.n_mixtures,
-                                                  seed=spec.seed_for(f"proxy_runs/{sweep.name}"))
+                                                  seed=spec.seed_for(f"proxy_runs/{sweep.name}"),
+                                                  temperature=sweep.temperature, min_strength=sweep.min_strength,
+                                                  max_strength=sweep.max_strength)
         all_mixtures = np.concatenate([mixtures] * len(sweep.seeds))
         seeds = [s for s in sweep.seeds for _ in range(len(mixtures))]
         run_ids = [f"{sweep.name}-{i:03d}-s{s}" for s in sweep.seeds for i in range(len(mixtures))]

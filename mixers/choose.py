@@ -108,7 +108,7 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
         runs, prior=inputs.prior, upper=inputs.upper, target_weights=cfg.target_weights or None,
         regressor=r.regressor, num_samples=r.num_samples, top_k=r.top_k, holdout=r.holdout, seed=seed,
         search_strength=r.search_strength, ridge_alpha=r.ridge_alpha, num_boost_round=r.num_boost_round,
-        learning_rate=r.learning_rate,
+        learning_rate=r.learning_rate, fit=r.fit,
         baselines={n: np.array([m[d] for d in inputs.domains]) for n, m in baselines.items()})
     quality = {t: {"spearman": q.spearman, "mse": q.mse, "n_fit": q.n_fit, "n_heldout": q.n_heldout,
                    "weight_only_spearman": q.weight_only_spearman} for t, q in result.quality.items()}
@@ -116,6 +116,7 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
     details = {
         "proxy_run_ids": list(runs.run_ids),
         "regressor": result.model.kind,
+        "fit": result.model.mode,
         "regressor_hash": result.model.fingerprint(),
         "target_weights": result.model.targets,
         "num_samples": result.search.n_simulated,
@@ -128,6 +129,12 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
         notes.append(f"WARNING: the regression ranks held-out proxy runs poorly (Spearman {combined.spearman:.2f} on "
                      f"{combined.n_heldout} runs): the search follows noise; add proxy runs or train them longer "
                      "before trusting this mixture (RegMix used 512 runs for 17 domains)")
+    beaten = sorted(n for n, v in result.predicted.items() if n != "regmix" and v < result.predicted["regmix"])
+    if beaten:
+        notes.append(f"the regression predicts {', '.join(beaten)} below the chosen mixture: either the search's "
+                     f"Dirichlet(prior x {r.search_strength:g}) samples rarely reach that region (a larger "
+                     "`regmix.search_strength` concentrates them around the prior) or the regression extrapolates "
+                     "there (no proxy run near it); the validation runs tell which")
     if result.model.kind != r.regressor:
         notes.append(f"{len(runs.run_ids)} proxy runs are too few for trees: fell back to {result.model.kind}")
     return MixtureOutcome("regmix", project(result.mixture, inputs), inputs, baselines, details,

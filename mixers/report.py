@@ -93,6 +93,32 @@ def _table(header: Sequence[str], rows: Sequence[Sequence]) -> list[str]:
     return out
 
 
+def paired_differences(validation: Mapping[str, dict], name: str, baseline: str) -> list[float] | None:
+    """Per-seed differences of the average held-out loss, ``name`` minus ``baseline`` (negative: better).
+    Seeds are paired: the same seed gives the same initialization and data stream to every mixture."""
+    a, b = validation.get(name, {}), validation.get(baseline, {})
+    if "per_seed_average" not in a or "per_seed_average" not in b or len(a["per_seed_average"]) != len(
+            b["per_seed_average"]):
+        return None
+    return [float(x - y) for x, y in zip(a["per_seed_average"], b["per_seed_average"])]
+
+
+def paired_lines(validation: Mapping[str, dict], method: str) -> list[str]:
+    """A table of the chosen method's (and its online run's) paired per-seed differences vs each baseline."""
+    rows = []
+    for name in [n for n in (method, f"{method}_online") if n in validation]:
+        for base in [n for n in validation if n not in (method, f"{method}_online")]:
+            d = paired_differences(validation, name, base)
+            if not d:
+                continue
+            se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
+            rows.append([f"{name} - {base}", float(np.mean(d)), se, f"{sum(x < 0 for x in d)}/{len(d)}"])
+    if not rows:
+        return []
+    return ["Paired by seed (negative = the chosen mixture is better; one seed's noise is often 0.05-0.1):", "",
+            *_table(["difference", "mean", "std. error", "seeds better"], rows), ""]
+
+
 def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str, float],
                     baselines: Mapping[str, Mapping[str, float]], caps: Mapping[str, float],
                     epochs: Mapping[str, float], predicted: Mapping[str, float] | None = None,
@@ -119,6 +145,7 @@ def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str,
         rows = [[t, *[float(validation[n]["losses"][t]) for n in names]] for t in targets]
         rows.append(["**average**", *[float(validation[n]["average"]) for n in names]])
         lines += ["## Validation runs (same token budget, held-out loss)", "", *_table(["target", *names], rows), ""]
+        lines += paired_lines(validation, method)
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)

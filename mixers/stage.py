@@ -99,6 +99,26 @@ def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
                           details, schedule=[dataclasses.asdict(s) for s in result.schedule])
 
 
+def aioli_online_validation(bins, proxies_cfg, inputs: MixingInputs, cfg, *, steps: int, seeds: list[int],
+                            progress: Callable[[str], None] | None = None) -> dict:
+    """Aioli's own outcome: the model it trained online. One Aioli run per validation seed, with the steps
+    (hence tokens), seeds and test slice of the static validation runs, so the two compare pair by pair.
+
+    Returns the entry ``validation_runs`` returns for a mixture, plus each run's final mixture."""
+    a = dataclasses.replace(cfg.aioli, total_steps=int(steps))
+    run_cfg = dataclasses.replace(cfg, aioli=a)
+    per_seed, finals = [], []
+    for s in seeds:
+        out = choose_aioli(bins, proxies_cfg, inputs, run_cfg, seed=int(s), progress=progress)
+        per_seed.append(out.details["online_run_test_losses"])
+        finals.append(out.mixture)
+    losses = {d: float(np.mean([p[d] for p in per_seed])) for d in bins.domains}
+    tokens = int(steps) * proxies_cfg.train.batch_size * proxies_cfg.model.seq_len
+    return {"losses": losses, "average": float(np.mean(list(losses.values()))),
+            "per_seed_average": [float(np.mean(list(p.values()))) for p in per_seed], "tokens": tokens,
+            "steps": int(steps), "seeds": [int(s) for s in seeds], "final_mixtures": finals, "online": True}
+
+
 def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
     """Materialize the mixture for ``spec``; returns the ``mixture.json`` payload."""
     root = Path(spec.data_root)
@@ -137,9 +157,14 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
                 candidates[name] = [mix[d] for d in bins.domains]
         if progress:
             progress(f"validation: {len(candidates)} mixtures x {v.seeds} seed(s)")
-        outcome.validation = validation_runs(bins, spec.proxies, candidates, steps=v.steps or spec.proxies.train.steps,
-                                             seeds=[seed + i for i in range(v.seeds)], progress=progress)
+        steps, seeds = v.steps or spec.proxies.train.steps, [seed + i for i in range(v.seeds)]
+        outcome.validation = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds,
+                                             progress=progress)
+        if outcome.method == "aioli":
+            # Aioli is online: besides its final mixture held fixed, validate the runs it trains itself.
+            outcome.validation["aioli_online"] = aioli_online_validation(
+                bins, spec.proxies, inputs, cfg, steps=steps, seeds=seeds, progress=progress)
     return write_outcome(root, outcome)
 
 
-__all__ = ["MixingInputError", "available_tokens", "choose_aioli", "read_proxy_table", "run_mixing"]
+__all__ = ["MixingInputError", "aioli_online_validation", "available_tokens", "choose_aioli", "read_proxy_table", "run_mixing"]

@@ -22,13 +22,14 @@ from proxies.model import PopulationLM
 
 
 def candidate_mixtures(prior: np.ndarray, n: int, *, seed: int, temperature: float = 0.5, max_epochs: float = 15.0,
-                       min_weight: float = 2e-4, min_distance: float = 1e-3, max_tries: int = 100_000) -> np.ndarray:
+                       min_weight: float = 2e-4, min_distance: float = 1e-3, max_tries: int = 100_000,
+                       min_strength: float = 0.1, max_strength: float = 5.0) -> np.ndarray:
     prior = np.asarray(prior, dtype=np.float64)
     prior = prior / prior.sum()
     tempered = prior**temperature
     tempered /= tempered.sum()
     bound = np.minimum(max_epochs * prior, 1.0)
-    strengths = np.logspace(np.log10(0.1), np.log10(5.0), 15)
+    strengths = np.logspace(np.log10(min_strength), np.log10(max_strength), 15)
     rng = np.random.default_rng(seed)
     out: list[np.ndarray] = []
     for _ in range(max_tries):
@@ -48,13 +49,15 @@ def candidate_mixtures(prior: np.ndarray, n: int, *, seed: int, temperature: flo
     return np.stack(out)
 
 
-def sample_sweep_mixtures(prior: np.ndarray, n: int, *, seed: int) -> tuple[np.ndarray, str]:
+def sample_sweep_mixtures(prior: np.ndarray, n: int, *, seed: int, temperature: float = 0.5,
+                          min_strength: float = 0.1, max_strength: float = 5.0) -> tuple[np.ndarray, str]:
     """Mixtures for a sweep and the name of the sampler used: the mixers' RegMix sampler when present."""
+    opts = dict(temperature=temperature, min_strength=min_strength, max_strength=max_strength)
     try:
         from mixers.regmix import sample_mixtures  # type: ignore[attr-defined]
     except ImportError:
-        return candidate_mixtures(prior, n, seed=seed), "proxies.sweep.candidate_mixtures"
-    return np.asarray(sample_mixtures(prior, n, seed=seed), dtype=np.float64), "mixers.regmix.sample_mixtures"
+        return candidate_mixtures(prior, n, seed=seed, **opts), "proxies.sweep.candidate_mixtures"
+    return np.asarray(sample_mixtures(prior, n, seed=seed, **opts), dtype=np.float64), "mixers.regmix.sample_mixtures"
 
 
 def save_proxy(folder: str | os.PathLike, model: PopulationLM, member: int, *, extra: dict | None = None) -> None:

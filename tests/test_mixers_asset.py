@@ -157,3 +157,17 @@ def test_mixture_vectors_follow_the_bins_domain_order():
     available = available_tokens(meta)
     assert list(available) == ["math", "code", "web"]
     assert available == {"math": 10.0, "code": 20.0, "web": 30.0}
+
+
+def test_report_pairs_validation_seeds():
+    from mixers.report import paired_differences, report_markdown
+
+    validation = {"regmix": {"losses": {"a": 5.0}, "average": 5.0, "per_seed_average": [5.0, 5.2, 4.9]},
+                  "uniform": {"losses": {"a": 5.1}, "average": 5.1, "per_seed_average": [5.1, 5.1, 5.1]},
+                  "natural": {"losses": {"a": 5.0}, "average": 5.0, "per_seed_average": [5.05, 5.0]}}
+    assert paired_differences(validation, "regmix", "uniform") == pytest.approx([-0.1, 0.1, -0.2])
+    assert paired_differences(validation, "regmix", "natural") is None  # seeds do not line up: no pairing
+    md = report_markdown(method="regmix", domains=["a"], chosen={"a": 1.0}, baselines={}, caps={"a": 1.0},
+                         epochs={"a": 1.0}, validation=validation)
+    assert "| regmix - uniform | -0.0667 |" in md and "| 2/3 |" in md
+    assert "regmix - natural" not in md

@@ -17,6 +17,9 @@ MixingMethod = Literal["regmix", "aioli", "uniform", "natural", "temperature"]
 class RegMixSettings:
     # "lightgbm" (the paper's choice: gbdt, 1000 rounds, lr 0.01, seed 42) or "ridge" (linear).
     regressor: Literal["lightgbm", "ridge"] = "lightgbm"
+    # One regressor per target, their weighted predictions summed (the paper), or one on the weighted sum
+    # itself (k times cheaper to search with; see mixers/regmix/fit.py).
+    fit: Literal["per_target", "combined"] = "per_target"
     # Simulated mixtures predicted in the search (the paper: 1,000,000) and how many of the best are averaged.
     num_samples: int = 1_000_000
     top_k: int = 100

@@ -87,6 +87,18 @@ class SweepConfig:
     name: str = "sweep0"
     n_mixtures: int = 32
     seeds: list[int] = field(default_factory=lambda: [0])
+    # RegMix's candidate sampler (reference defaults): Dirichlet(prior^temperature x s), s among 15 strengths
+    # log-spaced in [min_strength, max_strength]. Small strengths give sparse mixtures (most weight on one or
+    # two domains); with few proxies and few domains, a larger min_strength puts more runs in the interior.
+    temperature: float = 0.5
+    min_strength: float = 0.1
+    max_strength: float = 5.0
+
+    def __post_init__(self) -> None:
+        if not 0 < self.min_strength <= self.max_strength:
+            raise ValueError("need 0 < min_strength <= max_strength")
+        if not 0 < self.temperature <= 1:
+            raise ValueError("temperature must be in (0, 1]")
 
 
 @dataclass(frozen=True)
