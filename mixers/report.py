@@ -111,8 +111,9 @@ def paired_lines(validation: Mapping[str, dict], method: str) -> list[str]:
             d = paired_differences(validation, name, base)
             if not d:
                 continue
-            se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")
-            rows.append([f"{name} - {base}", float(np.mean(d)), se, f"{sum(x < 0 for x in d)}/{len(d)}"])
+            se = float(np.std(d, ddof=1) / np.sqrt(len(d))) if len(d) > 1 else float("nan")  # one seed: none
+            rows.append([f"{name} - {base}", float(np.mean(d)), se if np.isfinite(se) else "-",
+                         f"{sum(x < 0 for x in d)}/{len(d)}"])
     if not rows:
         return []
     return ["Paired by seed (negative = the chosen mixture is better; one seed's noise is often 0.05-0.1):", "",

@@ -162,8 +162,11 @@ def fit_quality(fit: ProxyRuns, heldout: ProxyRuns, targets: Mapping[str, float]
             out[t] = _quality(p, heldout.losses[t], n_fit, own)
     t0 = next(iter(targets)) if len(targets) == 1 else None
     own = heldout.weights[:, heldout.domains.index(t0)] if t0 in heldout.domains else None
-    model = fit_model(fit, targets, kind, mode=mode, **opts)
-    out["combined"] = _quality(model.predict(heldout.weights), combined_target(heldout, targets), n_fit, own)
+    if mode == "per_target" and all(t in out for t in targets):
+        predicted = sum(w * out[t].predicted for t, w in targets.items())
+    else:
+        predicted = fit_model(fit, targets, kind, mode=mode, **opts).predict(heldout.weights)
+    out["combined"] = _quality(predicted, combined_target(heldout, targets), n_fit, own)
     return out
 
 
@@ -177,11 +180,15 @@ def crossval_quality(runs: ProxyRuns, targets: Mapping[str, float], kind: Regres
     fold_of = np.random.default_rng(seed).permutation(n) % folds
     names = [*(targets if per_target and len(targets) > 1 else []), "combined"]
     preds = {t: np.empty(n) for t in names}
+    reuse = mode == "per_target" and per_target and len(targets) > 1
     for f in range(folds):
         test, train = np.flatnonzero(fold_of == f), np.flatnonzero(fold_of != f)
         fit, held = runs.subset(train), runs.subset(test)
         for t in names:
-            if t == "combined":
+            if t == "combined" and reuse:
+                # The per-target model's prediction is the weighted sum of the per-target fits just made.
+                preds[t][test] = sum(w * preds[u][test] for u, w in targets.items())
+            elif t == "combined":
                 preds[t][test] = fit_model(fit, targets, kind, mode=mode, **opts).predict(held.weights)
             else:
                 preds[t][test] = fit_one(kind, fit.weights, fit.losses[t], **opts).predict(held.weights)
