@@ -1,14 +1,17 @@
 """Mixing end to end on the real corpora (../shared/corpora): proxies -> RegMix / Aioli -> validation runs.
 
 What runs (every phase cached under the work folder, ``CURAMIX_MIXING_E2E_DIR``, default
-/tmp/curamix_mixing_e2e, so a re-run only redoes what changed):
+/tmp/curamix_mixing_e2e, so a re-run only redoes what changed; ``CURAMIX_MIXING_E2E_STOP_AFTER=sweep`` stops
+after the sweep):
 1. staging of the 16 raw files into 10 domains (the corpora README's suggested domains);
 2. a byte-level BPE and per-domain token bins (held-out validation split by document);
 3. a RegMix sweep: ``N_SWEEP`` candidate mixtures from ``mixers.sample_mixtures`` trained as one population;
-4. RegMix (LightGBM, 1,000,000 simulated mixtures, top-100) on the mean per-domain validation loss; the same
-   with ridge; Aioli online in one proxy run of the same budget (probe steps included);
-5. validation: fresh proxies (``SEEDS`` seeds) trained with the same steps (tokens) on each chosen mixture and
-   on uniform, natural and temperature (T=2); losses on a validation slice that no mixer has read.
+4. RegMix (1,000,000 simulated mixtures, top-100) on the mean per-domain validation loss, for each of
+   ``REGMIX_VARIANTS``; Aioli online in one proxy run of the same budget (probe steps included);
+5. validation: fresh proxies trained with the same steps (tokens) on each chosen mixture and on uniform,
+   natural and temperature (T=2), ``SEEDS`` paired seeds, scored on a validation slice that no mixer has
+   read; Aioli's own online runs with the same seeds; paired per-seed differences against the baselines;
+6. the `mixture` asset with ``method: aioli`` materialized through Dagster on the same bins.
 
 Curation and pruning are skipped (staged documents go straight to the bins): this measures the mixers, and
 keeps the run within a 2-core CPU budget. The proxies are tiny (see ``PROXIES``): numbers are about
@@ -127,6 +130,7 @@ def run(quick: bool = False) -> dict:
     from mixers.online import validation_runs
     from mixers.proxy_table import proxy_runs_from_table
     from mixers.regmix import sample_mixtures
+    from mixers.report import paired_differences
     from mixers.stage import aioli_online_validation, available_tokens, choose_aioli
     from pipeline.spec import load_spec
     from pipeline.staging import stage_domain
@@ -242,7 +246,7 @@ def run(quick: bool = False) -> dict:
             continue
         row = {}
         for base_name in ("uniform", "natural"):
-            d = np.array(v["per_seed_average"]) - np.array(val[base_name]["per_seed_average"])
+            d = np.array(paired_differences(val, n, base_name))
             row[f"vs_{base_name}"] = {"mean": float(d.mean()), "per_seed": d.tolist(),
                                       "stderr": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
                                       "seeds_better": int((d < 0).sum())}

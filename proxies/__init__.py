@@ -7,5 +7,5 @@ Modules, each one step with plain inputs and outputs (no Dagster here; the asset
   loader.py      mixture-sampling batches (a mixture or a schedule of mixtures), deterministic from a seed
   population.py  ``train_population(bins, mixtures, config, seed) -> results table`` (columns documented there)
   scoring.py     mean token loss per document with a trained proxy
-  sweep.py       candidate mixtures (fallback to ``mixers.regmix.sample_mixtures``), saving/loading a proxy
+  sweep.py       candidate mixtures (``mixers.regmix.sample_mixtures``), saving/loading a proxy
 """

@@ -18,7 +18,7 @@ from proxies.loader import MixtureLoader, MixtureSchedule
 from proxies.model import PopulationLM
 from proxies.population import eval_windows, evaluate, train_population
 from proxies.scoring import score_documents
-from proxies.sweep import candidate_mixtures, load_proxy, save_proxy
+from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
 from proxies.tokenizer import EOT, encode_batch, eot_id, file_sha256, load_tokenizer, save_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent
@@ -201,13 +201,17 @@ def test_scoring_matches_direct_loss(tmp_path):
     assert meta["note"] == "x" and np.allclose(score_documents(again, docs[:3], bos=0)[0], loss[:3])
 
 
-def test_candidate_mixtures_respect_bounds():
+def test_sweep_mixtures_respect_bounds_and_the_strength_range():
     prior = np.array([0.5, 0.3, 0.15, 0.05])
-    mixtures = candidate_mixtures(prior, 64, seed=1)
+    mixtures, sampler = sample_sweep_mixtures(prior, 64, seed=1)
+    assert sampler == "mixers.regmix.sample_mixtures"
     assert mixtures.shape == (64, 4) and np.allclose(mixtures.sum(1), 1)
     assert (mixtures <= np.minimum(15 * prior, 1) + 1e-9).all()
-    assert np.array_equal(mixtures, candidate_mixtures(prior, 64, seed=1))
+    assert np.array_equal(mixtures, sample_sweep_mixtures(prior, 64, seed=1)[0])
     assert len({tuple(np.round(m, 6)) for m in mixtures}) == 64
+    # Higher strengths (the sweep's min_strength/max_strength) give fewer zero weights: the interior.
+    dense, _ = sample_sweep_mixtures(prior, 64, seed=1, min_strength=5.0, max_strength=50.0)
+    assert (dense == 0).mean() < (mixtures == 0).mean()
 
 
 def test_chunking_and_lr_schedule():
