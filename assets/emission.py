@@ -26,7 +26,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             dg.AssetCheckSpec("no_empty_shard", asset=ASSET, blocking=True,
                               description="every shard holds at least one document"),
         ],
-        code_version="emission-1",
+        code_version=ctx.code_version("emission-1", "output"),
     )
     def training_set(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()

@@ -26,7 +26,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "cap; with a report (proportions vs natural, predicted vs actual on held-out runs, validation runs).",
         check_specs=[dg.AssetCheckSpec("on_simplex_within_caps", asset=ASSET, blocking=True,
                                        description="proportions are >= 0, sum to 1 and respect every epoch cap")],
-        code_version="mixing-1",
+        code_version=ctx.code_version("mixing-1", "mixing", "output"),
     )
     def mixture(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()

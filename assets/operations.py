@@ -158,8 +158,8 @@ def stale_partitions(
     An asset partition is stale when it was never materialized, when its code version differs from the
     one it was materialized with, when a parent in the chain has a newer data version than the one it
     read, or (for ``documents``) when the raw files differ from what staging read. Everything below a
-    stale asset in the chain re-runs with it. Spec edits are not tracked here: they change no code or
-    data version (run the graph from the UI, or set ``operations.schedule.partitions: all``).
+    stale asset in the chain re-runs with it. A spec edit shows up as a code version change: each asset's
+    code version includes a hash of the spec sections it reads (``BuildContext.code_version``).
     """
     chain = domain_chain(graph)
     if not chain:

@@ -134,7 +134,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         description="Byte-level BPE trained offline on the curated pool (or the user's tokenizer.json), with sha256.",
         check_specs=[dg.AssetCheckSpec("roundtrip", asset="tokenizer", blocking=True,
                                        description="curated documents decode back to themselves exactly")],
-        code_version="tokenizer-1",
+        code_version=ctx.code_version("tokenizer-1", "tokenizer"),
     )
     def tokenizer(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -165,7 +165,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     @dg.asset(
         name="reference_proxy", deps=["tokenizer"], group_name="proxies", kinds={"pytorch", "safetensors"},
         description="One proxy trained on the natural mixture (token shares) of the curated pool; scores documents.",
-        code_version="reference-proxy-1",
+        code_version=ctx.code_version("reference-proxy-1", "proxies"),
     )
     def reference_proxy(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -199,7 +199,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     @dg.asset(
         name="difficulty_scores", deps=["reference_proxy"], group_name="proxies", kinds={"parquet", "pytorch"},
         description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score).",
-        code_version="difficulty-scores-1",
+        code_version=ctx.code_version("difficulty-scores-1", "proxies"),
     )
     def difficulty_scores(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -224,7 +224,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "sets.",
         check_specs=[dg.AssetCheckSpec("split_and_sizes", asset="token_bins", blocking=True,
                                        description="no document in both splits; token counts match the files")],
-        code_version="token-bins-1",
+        code_version=ctx.code_version("token-bins-1", "proxies"),
     )
     def token_bins(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -251,7 +251,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "<root>/proxy_runs/<sweep>/results.parquet. A sweep whose inputs are unchanged is not retrained.",
         check_specs=[dg.AssetCheckSpec("finite_losses", asset="proxy_runs", blocking=True,
                                        description="every member's final validation losses are finite")],
-        code_version="proxy-runs-2",
+        code_version=ctx.code_version("proxy-runs-2", "proxies"),
     )
     def proxy_runs(context: dg.AssetExecutionContext, curamix: CuramixResource):
         # One asset, sweeps as units inside it (each cached by a fingerprint of its inputs), rather than

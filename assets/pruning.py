@@ -69,7 +69,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         kinds={"parquet", "scikitlearn"},
         description="One L2-normalized float32 vector per curated document (hashing -> TF-IDF -> truncated "
         "SVD by default, no download; sentence-transformers from a local folder as an option).",
-        code_version="pruning-embeddings-1",
+        code_version=ctx.code_version("pruning-embeddings-1", "pruning"),
     )
     def embeddings(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -93,7 +93,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         kinds={"parquet", "torch"},
         description="Spherical k-means over the embeddings: cluster and cosine distance to the centroid per "
         "document, normalized centroids, cluster sizes.",
-        code_version="pruning-clusters-1",
+        code_version=ctx.code_version("pruning-clusters-1", "pruning"),
     )
     def concept_clusters(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -125,7 +125,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             dg.AssetCheckSpec("budgets", asset="pruned_documents", blocking=True,
                               description="budgets sum to the target within caps; kept = budgets per cluster"),
         ],
-        code_version="pruning-1",
+        code_version=ctx.code_version("pruning-1", "pruning"),
     )
     def pruned_documents(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()

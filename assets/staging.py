@@ -46,7 +46,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "file), partitioned by domain; every rejected row recorded with its reason.",
         check_specs=[dg.AssetCheckSpec("accounting", asset=STAGE, blocking=True,
                                        description="rows read = rows kept + rows rejected, per source")],
-        code_version="staging-1",
+        code_version=ctx.code_version("staging-1", "sources", "staging"),
     )
     def documents(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()

@@ -267,3 +267,24 @@ def test_shard_tokens_bound(built):
         assert all(t <= 5_000 for t in sizes[:-1]) and len(sizes) >= 1
     assert len(manifest["sets"]["mixed"]["shards"]) >= 6
     assert np.isclose(sum(manifest["domains"][d]["achieved_proportion"] for d in PROPS), 1.0)
+
+
+def test_manifest_is_the_same_under_two_data_roots(corpus, tmp_path):
+    """Same inputs in two data roots: identical manifests (paths are recorded relative to the set)."""
+    src, files, tok = corpus
+    manifests = []
+    for name in ("root_a", "elsewhere/root_b"):
+        root = tmp_path / name
+        shutil.copytree(src / "docs", root / "docs")
+        shutil.copytree(tok.parent, root / "tokenizer")
+        (root / "mixture").mkdir()
+        mixture = {"proportions": PROPS, "method": "test"}
+        (root / "mixture" / "mixture.json").write_text(json.dumps(mixture))
+        moved = {d: [root / p.relative_to(src) for p in fs] for d, fs in files.items()}
+        inputs = EmissionInputs(domain_files=moved, tokenizer_path=root / "tokenizer" / tok.name, mixture=mixture,
+                                mixture_path=root / "mixture" / "mixture.json", seed=11)
+        config = OutputConfig(total_tokens=30_000, shard_tokens=5_000, max_epochs=8.0)
+        manifests.append(emit_training_set(inputs, config=config, out_dir=root / "training_set"))
+    assert manifests[0]["tokenizer"]["path"] == "../tokenizer/tokenizer.json"
+    assert manifests[0]["mixer"]["path"] == "../mixture/mixture.json"
+    assert manifests[0] == manifests[1]

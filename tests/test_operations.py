@@ -240,6 +240,17 @@ def test_schedule_reruns_only_what_a_code_version_change_touches(staged):
     assert requested(schedule_tick(defs_v2, instance, spec, root)) == {d: ["toy_curated"] for d in DOMAINS}
 
 
+def test_schedule_reruns_what_a_spec_edit_touches(staged):
+    spec, root, instance = staged
+    # The operations section is read by no asset: nothing to re-run.
+    spec.write_text(spec.read_text().replace("interval_seconds: 30", "interval_seconds: 60"))
+    assert requested(schedule_tick(build_defs(spec, root), instance, spec, root)) == {}
+    # A staging setting is part of `documents`' version: every domain re-stages, and what follows it.
+    spec.write_text(spec.read_text() + "staging: {compression_level: 3}\n")
+    tick = schedule_tick(build_defs(spec, root), instance, spec, root)
+    assert requested(tick) == {d: ["documents", "toy_curated"] for d in DOMAINS}
+
+
 def test_schedule_sees_upstream_data_newer_than_what_a_partition_read(staged):
     spec, root, instance = staged
     defs = build_defs(spec, root)
@@ -405,3 +416,35 @@ def test_full_code_location_is_described_grouped_and_checked(data_root):
     assert present <= set(blocking_by_group), f"stages without a blocking check: {sorted(present - set(blocking_by_group))}"
     assert [s.name for s in defs.schedules] == [ops.SCHEDULE_NAME]
     assert ops.SENSOR_NAME in [s.name for s in defs.sensors]
+
+
+def test_full_code_location_versions_follow_the_spec_sections_each_asset_reads(tmp_path, data_root):
+    """Editing one spec section changes the code version (so the UI's stale marker) of exactly the assets
+    that read it; everything below follows through data versions, not code versions."""
+    import yaml
+
+    from assets.definitions import DEFAULT_SPEC, build_definitions
+
+    body = yaml.safe_load(DEFAULT_SPEC.read_text())
+    for source in body["sources"]:
+        source["path"] = str(DEFAULT_SPEC.parent / source["path"])
+
+    def versions(edit):
+        changed = json.loads(json.dumps(body))
+        edit(changed)
+        path = tmp_path / "spec.yaml"
+        path.write_text(yaml.safe_dump(changed))
+        graph = build_definitions(path, str(data_root)).resolve_asset_graph()
+        return {k.to_user_string(): graph.get(k).code_version for k in graph.materializable_asset_keys}
+
+    base = versions(lambda b: None)
+    assert base == versions(lambda b: b.setdefault("operations", {}).update(schedule={"cron": "0 4 * * *"}))
+
+    def differs(edit):
+        new = versions(edit)
+        return sorted(k for k in base if new[k] != base[k])
+
+    assert differs(lambda b: b.setdefault("curation", {}).update(filters_enabled=False)) == ["curated_documents"]
+    assert differs(lambda b: b.setdefault("mixing", {}).update(temperature=3.0)) == ["mixture"]
+    assert differs(lambda b: b["output"].update(total_tokens=700_000)) == ["mixture", "training_set"]
+    assert differs(lambda b: b.update(seed=b.get("seed", 0) + 1)) == sorted(base)

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 
 import numpy as np
@@ -29,8 +30,16 @@ EXACTNESS = (
 DOCUMENT_STAGES = ("documents", "curated", "pruned")
 
 
+def _relative(path, out_dir) -> str | None:
+    """A path as seen from the training set's folder: the manifest then reads the same wherever the data
+    root lives (the sha256 next to it says which file it was)."""
+    if path is None:
+        return None
+    return Path(os.path.relpath(Path(path).resolve(), Path(out_dir).resolve())).as_posix()
+
+
 def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, tokenizer_sha256, eos, dtype,
-                   fingerprints, build_key) -> dict:
+                   fingerprints, build_key, out_dir) -> dict:
     total = plan.total_tokens
     domains = {}
     for d, q in plan.domains.items():
@@ -65,7 +74,7 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
         "megatron": {"layout": "MMIDIDX", "index_version": 1, "dtype_code": DTYPE_CODES[np.dtype(dtype).name],
                      "one_sequence_per_document": True, "documents_end_with_eos": True},
         "tokenizer": {
-            "path": str(inputs.tokenizer_path),
+            "path": _relative(inputs.tokenizer_path, out_dir),
             "sha256": tokenizer_sha256,
             "model": type(tokenizer.model).__name__,
             "vocab_size": tokenizer.get_vocab_size(with_added_tokens=True),
@@ -88,7 +97,7 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
             "inputs": mixture["inputs"] if isinstance(mixture.get("inputs"), dict)
             else {k: v for k, v in mixture.items() if k not in ("proportions", "method")},
             "predicted": mixture.get("predicted"),
-            "path": str(inputs.mixture_path) if inputs.mixture_path else None,
+            "path": _relative(inputs.mixture_path, out_dir),
             "sha256": _sha256(inputs.mixture_path) if inputs.mixture_path and Path(inputs.mixture_path).exists() else None,
         },
         "seeds": {"emission": inputs.seed, "domain_epoch_order": "sub_seed(emission, 'domain', d, 'epoch', e)",

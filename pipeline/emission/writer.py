@@ -370,7 +370,7 @@ def emit_training_set(
         manifest = manifest_mod.build_manifest(
             inputs=inputs, config=config, plan=plan, schedules=schedules, caches=caches, sets=sets,
             tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha, eos=(eos_token, eos_id), dtype=dtype,
-            fingerprints=fingerprints, build_key=key,
+            fingerprints=fingerprints, build_key=key, out_dir=out_dir,
         )
         for folder in [work, *[p for p in work.rglob("*") if p.is_dir()]]:
             _fsync_dir(folder)
