@@ -44,11 +44,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         bar.set_postfix_str(names + (f" [{step.partition_key}]" if step.partition_key else ""))
 
     results = run_all(args.spec, data_root=args.data_root, selection=args.select or None, on_step=on_step,
-                      log_level="DEBUG" if args.verbose else "WARNING")
+                      log_level="DEBUG" if args.verbose else "WARNING", stale_only=args.stale_only)
     bar.n = bar.total or len(results)
     bar.close()
     spec = load_spec(args.spec, data_root=args.data_root)
-    print(f"done: {len(results)} runs; outputs under {spec.data_root}")
+    print(f"done: {len(results)} runs{' (stale only)' if args.stale_only else ''}; outputs under {spec.data_root}")
     manifest = spec.data_root / "training_set" / "manifest.json"
     if manifest.exists():
         print(f"training set: {manifest.parent} (check it with: curamix verify {manifest.parent})")
@@ -83,6 +83,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", help="override the spec's data_root")
     p.add_argument("--select", action="append", help="asset key to materialize (with its upstream); repeatable")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
+    p.add_argument("--stale-only", action="store_true",
+                   help="skip what is up to date (never materialized, new code or spec settings, new upstream data "
+                        "or raw files re-run; the rest is left as it is)")
     p.add_argument("-v", "--verbose", action="store_true", help="show Dagster's event log on the terminal")
     p.set_defaults(func=cmd_run)
     p = sub.add_parser("ui", help="start the Dagster UI on loopback for a spec")

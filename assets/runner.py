@@ -3,6 +3,12 @@
 This is what ``curamix run`` does: the same Definitions the UI shows, executed as a series of runs
 recorded in a persistent Dagster instance (``DAGSTER_HOME``, or ``<data_root>/dagster_home``), so
 that ``curamix ui`` afterwards shows every run and materialization.
+
+``stale_only`` (``curamix run --stale-only``, for a nightly cron) skips what is up to date by the same rules
+the UI's "stale" marker uses (Dagster's staleness: never materialized, a new code version, which includes the
+spec settings the asset reads, or an upstream with a new data version), plus, for ``documents``, raw files
+whose bytes differ from what staging read (Dagster cannot see those). Each level is decided after the
+levels above it ran, so a re-staged domain whose data did not change leaves everything below alone.
 """
 
 from __future__ import annotations
@@ -13,9 +19,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import dagster as dg
+# Dagster's own staleness rules (what the UI's "stale" marker shows); not in its public API, so pinned
+# with the dagster version in pyproject.toml.
+from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
+from dagster._core.loader import LoadingContext
 
 from assets.definitions import build_definitions
+from pipeline.freshness import changed_domains, file_states
 from pipeline.spec import load_spec
+from pipeline.store import DataRoot
 
 
 def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None) -> Path:
@@ -67,6 +79,46 @@ def _has_partitioned_parent(graph, parents, level_keys) -> bool:
     return any(p in level_keys and graph.get(p).partitions_def is not None for p in parents)
 
 
+class _InstanceLoadingContext(LoadingContext):
+    """The batch-loading scope Dagster's staleness resolver reads the event log through (the UI's request
+    context plays this part in the webserver)."""
+
+    def __init__(self, instance: dg.DagsterInstance):
+        self._instance, self._loaders = instance, {}
+
+    @property
+    def instance(self) -> dg.DagsterInstance:
+        return self._instance
+
+    @property
+    def loaders(self) -> dict:
+        return self._loaders
+
+
+def stale_steps(level: list[Step], defs: dg.Definitions, instance: dg.DagsterInstance, spec_path,
+                data_root: str | None) -> list[Step]:
+    """The steps of ``level`` with something to do, each narrowed to its assets from the first stale one on
+    (within one run, an asset below a re-run one may get new data)."""
+    graph = defs.resolve_asset_graph()
+    resolver = CachingStaleStatusResolver(instance, graph, _InstanceLoadingContext(instance))
+    raw_changed: set[str] | None = None
+    out = []
+    for step in level:
+        keep: list[dg.AssetKey] = []
+        for key in step.asset_keys:
+            stale = resolver.get_status(key, step.partition_key) != StaleStatus.FRESH
+            if not stale and key.to_user_string() == "documents" and step.partition_key is not None:
+                if raw_changed is None:
+                    spec = load_spec(spec_path, data_root=data_root)
+                    raw_changed = {c.domain for c in changed_domains(spec, DataRoot(spec.data_root), file_states(spec))}
+                stale = step.partition_key in raw_changed
+            if stale or keep:
+                keep.append(key)
+        if keep:
+            out.append(Step(tuple(keep), step.partition_key))
+    return out
+
+
 def run_all(
     spec_path: str | os.PathLike,
     *,
@@ -75,8 +127,10 @@ def run_all(
     instance: dg.DagsterInstance | None = None,
     on_step: Callable[[Step, int, int], None] | None = None,
     log_level: str = "INFO",
+    stale_only: bool = False,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Materialize ``selection`` (default: everything) and what it depends on; raise on failure."""
+    """Materialize ``selection`` (default: everything) and what it depends on; raise on failure.
+    With ``stale_only``, only what is stale (see the module docstring); the result lists the runs made."""
     defs = build_definitions(spec_path, data_root)
     if instance is None:
         instance = dg.DagsterInstance.from_config(str(dagster_home_for(spec_path, data_root)))
@@ -88,6 +142,10 @@ def run_all(
     for level_index in range(len(levels)):
         # Dynamic partitions appear while the graph runs: re-plan each level when reached.
         level = plan(defs, instance, selection)[level_index]
+        if stale_only:
+            todo = stale_steps(level, defs, instance, spec_path, data_root)
+            total -= len(level) - len(todo)
+            level = todo
         for step in level:
             if on_step:
                 on_step(step, done, total)
