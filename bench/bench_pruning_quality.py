@@ -18,9 +18,10 @@ Each domain's documents are split by document into 90% train pool / 10% held out
    population (proxies.population): each member's mixture puts weight only on its own method's copy
    of the domains. Report held-out loss per domain and the mean over domains.
 
-Same seed for every member: differences come from the data, not from initialization; one seed only,
-so differences below ~0.01 nats are within noise. The held-out set is the natural distribution of
-the pool, which favours a random subset by construction.
+``SEEDS`` seeds: for each, every method prunes with that seed and its proxy trains with it (same
+initialization and data order across methods), so differences to random are paired by seed and reported
+with their standard error. The held-out set is the natural distribution of the pool, which favours a random
+subset by construction.
 """
 
 from __future__ import annotations
@@ -47,6 +48,7 @@ FILES = {
 DOCS, MAX_CHARS, K = 300, 3000, 24
 VOCAB, STEPS, BATCH, SEQ = 2048, 250, 8, 128
 SCORE_TOKENS = 256
+SEEDS = 3  # training (and pruning) seeds; method differences are paired by seed
 METHODS = ["random", "dbp", "semdedup+dbp", "seta", "ssl"]
 
 
@@ -119,6 +121,7 @@ def run(quick: bool = False) -> dict:
     # slower per step (0.31 s vs 3.6 s for one member) than one, from oversubscription.
     torch.set_num_threads(1)
     docs, steps = (60, 20) if quick else (DOCS, STEPS)
+    seeds = list(range(1 if quick else SEEDS))
     timings: dict[str, float] = {}
     work = Path(tempfile.mkdtemp(prefix="bench_pruning_quality_"))
     try:
@@ -169,36 +172,41 @@ def run(quick: bool = False) -> dict:
         losses = np.nan_to_num(losses, nan=float(np.nanmean(losses)))
         timings["score_s"] = time.perf_counter() - t
 
-        # Prune with each method (curamix's decide(), per-domain scope, 50%).
+        # Prune with each method (curamix's decide(), per-domain scope, 50%), once per seed: the pruning
+        # seed (random subsets, SeTa's thinning) and the training seed change together.
         t = time.perf_counter()
-        kept: dict[str, np.ndarray] = {}
+        kept: dict[tuple[str, int], np.ndarray] = {}
         pruning_info = {}
-        for method in METHODS:
-            cfg = PruningConfig(method=method, target_fraction=0.5, scope="domain", clusters=pcfg.clusters,
-                                semdedup=SemDeDupConfig(epsilon=0.05))
-            dec = decide(cfg, pool, seed=3, embeddings=embeddings, losses=losses if method == "seta" else None)
-            kept[method] = dec.keep
-            pruning_info[method] = {
-                "kept_docs": int(dec.keep.sum()),
-                "kept_tokens": int(sum(len(doc_tokens[i]) + 1 for i in np.flatnonzero(dec.keep))),
-                "semdedup_removed": dec.report.get("semdedup", {}).get("removed"),
-            }
+        for seed in seeds:
+            for method in METHODS:
+                cfg = PruningConfig(method=method, target_fraction=0.5, scope="domain", clusters=pcfg.clusters,
+                                    semdedup=SemDeDupConfig(epsilon=0.05))
+                dec = decide(cfg, pool, seed=3 + seed, embeddings=embeddings,
+                             losses=losses if method == "seta" else None)
+                kept[method, seed] = dec.keep
+                pruning_info.setdefault(method, {
+                    "kept_docs": int(dec.keep.sum()),
+                    "kept_tokens": int(sum(len(doc_tokens[i]) + 1 for i in np.flatnonzero(dec.keep))),
+                    "semdedup_removed": dec.report.get("semdedup", {}).get("removed"),
+                })
         timings["prune_s"] = time.perf_counter() - t
 
-        # One batched population: member m trains only on method m's copy of the domains.
+        # One batched population: member (method, seed) trains only on its own copy of the domains.
         t = time.perf_counter()
+        members = [(m, s) for s in seeds for m in METHODS]
         columns, train = [], {}
-        for method in METHODS:
-            arrays = train_arrays(kept[method])
+        for method, seed in members:
+            arrays = train_arrays(kept[method, seed])
             for d in domains:
-                columns.append(f"{method}|{d}")
-                train[f"{method}|{d}"] = arrays[d]
-        mixtures = np.zeros((len(METHODS), len(columns)))
-        for m in range(len(METHODS)):
+                columns.append(f"{method}@{seed}|{d}")
+                train[f"{method}@{seed}|{d}"] = arrays[d]
+        mixtures = np.zeros((len(members), len(columns)))
+        for m in range(len(members)):
             mixtures[m, m * len(domains):(m + 1) * len(domains)] = natural
         bins = Bins(vocab_size=VOCAB, eot=eot, domains=columns, train=train,
                     val={c: np.zeros(0, np.uint16) for c in columns}, targets=held_tokens)
-        results = train_population(bins, mixtures, config, seed=0, run_ids=METHODS)
+        results = train_population(bins, mixtures, config, seed=[s for _, s in members],
+                                   run_ids=[f"{m}@{s}" for m, s in members])
         timings["population_train_s"] = time.perf_counter() - t
 
         def held_losses(row: dict) -> dict:
@@ -206,20 +214,30 @@ def run(quick: bool = False) -> dict:
             return {"mean": round(float(np.mean(list(per.values()))), 4), "per_domain": per,
                     "train_loss_last": round(row["train_loss"], 4)}
 
-        last = results.filter(pl.col("step") == results["step"].max())
+        last = {row["run_id"]: row for row in results.filter(pl.col("step") == results["step"].max()).to_dicts()}
         table = {"full (no pruning)": held_losses(ref.filter(pl.col("step") == ref["step"].max()).to_dicts()[0])}
-        for row in last.to_dicts():
-            table[row["run_id"]] = held_losses(row) | pruning_info[row["run_id"]]
-        rnd = table["random"]["mean"]
+        for method in METHODS:
+            per_seed = [held_losses(last[f"{method}@{s}"]) for s in seeds]
+            table[method] = {
+                "mean": round(float(np.mean([p["mean"] for p in per_seed])), 4),
+                "per_seed_mean": [p["mean"] for p in per_seed],
+                "per_domain": {d: round(float(np.mean([p["per_domain"][d] for p in per_seed])), 4) for d in domains},
+            } | pruning_info[method]
+        rnd = table["random"]
         for name, v in table.items():
-            v["vs_random"] = round(v["mean"] - rnd, 4)
+            v["vs_random"] = round(v["mean"] - rnd["mean"], 4)
+            if "per_seed_mean" in v and len(seeds) > 1:
+                diff = np.array(v["per_seed_mean"]) - np.array(rnd["per_seed_mean"])
+                v["vs_random_paired"] = {"per_seed": diff.round(4).tolist(),
+                                         "stderr": round(float(diff.std(ddof=1) / np.sqrt(len(diff))), 4),
+                                         "seeds_better": int((diff < 0).sum())}
         return {
             "workload": {"domains": domains, "docs_per_domain": docs, "max_chars": MAX_CHARS,
                          "train_docs": len(pool.doc_ids), "held_out_docs": sum(len(v) for v in held.values()),
                          "held_out_tokens": {d: int(len(v)) for d, v in held_tokens.items()},
                          "train_pool_tokens": int(sum(len(v) for v in full.values())), "k": pool.centroids.shape[0]},
             "proxy": {"d_model": 128, "layers": 2, "vocab": VOCAB, "seq_len": SEQ, "batch": BATCH, "steps": steps,
-                      "tokens_per_member": steps * BATCH * SEQ, "seed": 0, "mixture": dict(zip(domains, natural.round(4).tolist()))},
+                      "tokens_per_member": steps * BATCH * SEQ, "seeds": seeds, "mixture": dict(zip(domains, natural.round(4).tolist()))},
             "held_out_loss": table,
             "timings_s": {k: round(v, 1) for k, v in timings.items()},
         }
@@ -229,11 +247,15 @@ def run(quick: bool = False) -> dict:
 
 def summarize(f: dict) -> str:
     rows = sorted(f["held_out_loss"].items(), key=lambda kv: kv[1]["mean"])
-    parts = [f"{name} {v['mean']:.4f} ({v['vs_random']:+.4f})" for name, v in rows]
+    def vs(v):
+        p = v.get("vs_random_paired")
+        return f"{v['vs_random']:+.4f}" + (f" ± {p['stderr']:.4f}, {p['seeds_better']}/{len(p['per_seed'])} seeds" if p else "")
+
+    parts = [f"{name} {v['mean']:.4f} ({vs(v)})" for name, v in rows]
     w = f["workload"]
     return (f"Mean held-out loss over {len(w['domains'])} domains (lower is better; difference to random), "
             f"proxies trained on 50% of a {w['train_docs']}-document pool with {f['proxy']['tokens_per_member']} "
-            f"tokens each: " + "; ".join(parts) + ".")
+            f"tokens each, {len(f['proxy']['seeds'])} paired seed(s): " + "; ".join(parts) + ".")
 
 
 if __name__ == "__main__":
