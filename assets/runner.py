@@ -95,28 +95,34 @@ class _InstanceLoadingContext(LoadingContext):
         return self._loaders
 
 
-def stale_steps(level: list[Step], defs: dg.Definitions, instance: dg.DagsterInstance, spec_path,
-                data_root: str | None) -> list[Step]:
-    """The steps of ``level`` with something to do, each narrowed to its assets from the first stale one on
-    (within one run, an asset below a re-run one may get new data)."""
-    graph = defs.resolve_asset_graph()
-    resolver = CachingStaleStatusResolver(instance, graph, _InstanceLoadingContext(instance))
-    raw_changed: set[str] | None = None
-    out = []
-    for step in level:
+class StaleFilter:
+    """Narrows a step to what is stale, asked just before the step runs: the answer for an asset depends on
+    whether the steps before it (in its level too) produced new data. Raw files are hashed once per run,
+    before any re-staging, against what staging last read."""
+
+    def __init__(self, defs: dg.Definitions, instance: dg.DagsterInstance, spec_path, data_root: str | None):
+        self.graph, self.instance = defs.resolve_asset_graph(), instance
+        self.spec_path, self.data_root = spec_path, data_root
+        self._raw_changed: set[str] | None = None
+
+    def raw_changed(self) -> set[str]:
+        if self._raw_changed is None:
+            spec = load_spec(self.spec_path, data_root=self.data_root)
+            self._raw_changed = {c.domain for c in changed_domains(spec, DataRoot(spec.data_root), file_states(spec))}
+        return self._raw_changed
+
+    def __call__(self, step: Step) -> Step | None:
+        """The step from its first stale asset on (an asset below a re-run one in the same run may get new
+        data), or None when nothing in it is stale."""
+        resolver = CachingStaleStatusResolver(self.instance, self.graph, _InstanceLoadingContext(self.instance))
         keep: list[dg.AssetKey] = []
         for key in step.asset_keys:
             stale = resolver.get_status(key, step.partition_key) != StaleStatus.FRESH
             if not stale and key.to_user_string() == "documents" and step.partition_key is not None:
-                if raw_changed is None:
-                    spec = load_spec(spec_path, data_root=data_root)
-                    raw_changed = {c.domain for c in changed_domains(spec, DataRoot(spec.data_root), file_states(spec))}
-                stale = step.partition_key in raw_changed
+                stale = step.partition_key in self.raw_changed()
             if stale or keep:
                 keep.append(key)
-        if keep:
-            out.append(Step(tuple(keep), step.partition_key))
-    return out
+        return Step(tuple(keep), step.partition_key) if keep else None
 
 
 def run_all(
@@ -138,15 +144,17 @@ def run_all(
     results = []
     levels = plan(defs, instance, selection)
     total = sum(len(level) for level in levels)
+    stale_filter = StaleFilter(defs, instance, spec_path, data_root) if stale_only else None
     done = 0
     for level_index in range(len(levels)):
         # Dynamic partitions appear while the graph runs: re-plan each level when reached.
         level = plan(defs, instance, selection)[level_index]
-        if stale_only:
-            todo = stale_steps(level, defs, instance, spec_path, data_root)
-            total -= len(level) - len(todo)
-            level = todo
         for step in level:
+            if stale_filter is not None:
+                step = stale_filter(step)
+                if step is None:
+                    total -= 1
+                    continue
             if on_step:
                 on_step(step, done, total)
             result = job.execute_in_process(

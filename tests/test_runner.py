@@ -7,7 +7,7 @@ import yaml
 from assets.runner import run_all
 from tests.test_operations_support import small_spec
 
-SELECTION = ["curated_documents"]
+SELECTION = ["concept_clusters"]  # documents -> curated_documents -> embeddings -> concept_clusters
 
 
 def _run(spec_path, instance):
@@ -24,19 +24,26 @@ def test_stale_only_runs_what_changed(tmp_path):
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
         first = _run(spec_path, instance)
         assert sorted(first) == sorted([("documents", d) for d in ("math", "code", "techdocs")]
-                                       + [("curated_documents", None)])
+                                       + [(a, None) for a in ("curated_documents", "embeddings", "concept_clusters")])
         assert _run(spec_path, instance) == []  # nothing changed: nothing runs
 
-        # A setting of the curation section: curated_documents only.
+        # A pruning setting: the pruning assets only, not the stages above them.
         body = yaml.safe_load(spec_path.read_text())
-        body.setdefault("curation", {})["filters_enabled"] = False
+        body["pruning"]["clusters"]["k"] = 5
         spec_path.write_text(yaml.safe_dump(body, sort_keys=False))
-        assert _run(spec_path, instance) == [("curated_documents", None)]
+        assert _run(spec_path, instance) == [("embeddings", None), ("concept_clusters", None)]
+
+        # A curation setting that changes what survives curation: everything below it follows, in the same
+        # level too (embeddings and concept_clusters are decided one after the other, not up front).
+        body["curation"]["filters_enabled"] = False
+        spec_path.write_text(yaml.safe_dump(body, sort_keys=False))
+        assert _run(spec_path, instance) == [(a, None) for a in ("curated_documents", "embeddings", "concept_clusters")]
 
         # A raw file of one domain: that domain re-stages, and curation reads the new data.
         raw = tmp_path / "raw" / "math_gsm8k.jsonl"
         raw.write_text(raw.read_text() + '{"question": "What is 2 + 3?", "answer": "It is 5. #### 5"}\n')
-        assert _run(spec_path, instance) == [("documents", "math"), ("curated_documents", None)]
+        assert _run(spec_path, instance) == [("documents", "math"),
+                                             *[(a, None) for a in ("curated_documents", "embeddings", "concept_clusters")]]
 
         # Touched without a byte changed: no change.
         raw.touch()
