@@ -7,8 +7,8 @@ that ``curamix ui`` afterwards shows every run and materialization.
 ``stale_only`` (``curamix run --stale-only``, for a nightly cron) skips what is up to date by the same rules
 the UI's "stale" marker uses (Dagster's staleness: never materialized, a new code version, which includes the
 spec settings the asset reads, or an upstream with a new data version), plus, for ``documents``, raw files
-whose bytes differ from what staging read (Dagster cannot see those). Each level is decided after the
-levels above it ran, so a re-staged domain whose data did not change leaves everything below alone.
+whose bytes differ from what staging read (Dagster cannot see those). Each step is decided just before it
+runs, so a re-staged domain whose data did not change leaves everything below alone.
 """
 
 from __future__ import annotations
@@ -25,6 +25,7 @@ from dagster._core.definitions.data_version import CachingStaleStatusResolver, S
 from dagster._core.loader import LoadingContext
 
 from assets.definitions import build_definitions
+from pipeline.freshness import STAGE as DOCUMENTS
 from pipeline.freshness import changed_domains, file_states
 from pipeline.spec import load_spec
 from pipeline.store import DataRoot
@@ -118,7 +119,7 @@ class StaleFilter:
         keep: list[dg.AssetKey] = []
         for key in step.asset_keys:
             stale = resolver.get_status(key, step.partition_key) != StaleStatus.FRESH
-            if not stale and key.to_user_string() == "documents" and step.partition_key is not None:
+            if not stale and key.to_user_string() == DOCUMENTS and step.partition_key is not None:
                 stale = step.partition_key in self.raw_changed()
             if stale or keep:
                 keep.append(key)
