@@ -142,6 +142,40 @@ def test_gopher_quality_rules_on_crafted_text():
     assert d[5].startswith("max_hash_word_ratio")
 
 
+def _one_rule_texts(rng):
+    """rule -> a text that breaks that Gopher quality rule and no rule checked before it."""
+    good = [_prose(rng, 12) for _ in range(10)]  # ten one-sentence lines, 120 words
+    short_words = " ".join(["a", "to", "of", "is", "it", "at", "be", "we", "go", "do", "the", "and"] * 6)
+    long_words = " ".join((["internationalizations", "counterrevolutionary"] * 4 + ["the", "and"]) * 8)
+    with_ellipses = " ".join(w + (" ..." if i % 5 == 4 else "") for i, w in enumerate(" ".join(good).split()))
+    with_ellipses += " And that is the end."  # the line must not end with an ellipsis (another rule)
+    ellipsis_lines = "\n".join(line.rstrip(".") + ("…" if i % 2 else ".") for i, line in enumerate(good))
+    numbers = " ".join(w if i % 3 else str(10_000 + i) for i, w in enumerate(" ".join(good).split()))
+    return {
+        "max_doc_words": " ".join(good),          # with max_doc_words lowered to 100 below
+        "min_avg_word_length": short_words,
+        "max_avg_word_length": long_words,
+        "max_ellipsis_word_ratio": with_ellipses,
+        "max_ellipsis_lines_ratio": ellipsis_lines,
+        "min_alpha_words_ratio": numbers,
+    }
+
+
+@pytest.mark.parametrize("rule", ["max_doc_words", "min_avg_word_length", "max_avg_word_length",
+                                  "max_ellipsis_word_ratio", "max_ellipsis_lines_ratio", "min_alpha_words_ratio"])
+def test_each_gopher_quality_rule_alone(rule):
+    """One crafted text per rule not covered above: it fails that rule, and with the rule switched off it
+    passes the whole filter (so no other rule was involved)."""
+    text = _one_rule_texts(random.Random(7))[rule]
+    base = {"max_doc_words": 100} if rule == "max_doc_words" else {}
+    (detail,) = _verdict(GopherQualityFilter(build(GopherQualityConfig, base)), [text])
+    assert detail is not None and detail.split(":")[0] == rule, detail
+    off = {**base, rule: None}
+    if rule == "max_ellipsis_word_ratio":
+        off = {"max_symbol_word_ratio": None}  # one limit for the '#' and the ellipsis ratios
+    assert _verdict(GopherQualityFilter(build(GopherQualityConfig, off)), [text]) == [None]
+
+
 def test_gopher_repetition_rules_on_crafted_text():
     rng = random.Random(4)
     good = _prose(rng, 200)
