@@ -221,7 +221,7 @@ def test_chunking_and_lr_schedule():
     for n, limit in ((1, 1), (7, 3), (64, 64), (100, 9)):
         sizes = chunk_sizes(n, limit)
         assert sum(sizes) == n and max(sizes) <= limit and len(set(sizes)) <= 2
-    constant = TrainConfig(lr=1.0, warmup_steps=4, steps=10)
+    constant = TrainConfig(lr=1.0, warmup_steps=4, steps=10, min_lr_ratio=1.0)
     assert [lr_at(s, constant) for s in (0, 3, 4, 9)] == [0.25, 1.0, 1.0, 1.0]
     cosine = TrainConfig(lr=1.0, warmup_steps=0, steps=10, min_lr_ratio=0.1)
     assert lr_at(0, cosine) == pytest.approx(1.0) and lr_at(10, cosine) == pytest.approx(0.1)
