@@ -21,8 +21,10 @@ from pipeline.store import DataRoot
 from tests.conftest import EXAMPLE_SPEC, REPO
 
 INLINE = ExecutionConfig(engine="inline")
-LOCAL_1 = ExecutionConfig(engine="local", workers=1)
-LOCAL_2 = ExecutionConfig(engine="local", workers=2)
+# min_bytes_per_worker=0: start workers even for these small inputs
+LOCAL_1 = ExecutionConfig(engine="local", workers=1, min_bytes_per_worker=0)
+LOCAL_2 = ExecutionConfig(engine="local", workers=2, min_bytes_per_worker=0)
+LOCAL_2_SPAWN = ExecutionConfig(engine="local", workers=2, min_bytes_per_worker=0, start_method="spawn")
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -65,10 +67,11 @@ def toy_stage(tmp_path: Path) -> SquareStage:
     return SquareStage(folder, tmp_path / "sums.json")
 
 
-def test_local_pool_runs_shards_in_other_processes_and_keeps_plan_order(tmp_path):
+@pytest.mark.parametrize("execution", [LOCAL_2, LOCAL_2_SPAWN], ids=["forkserver", "spawn"])
+def test_local_pool_runs_shards_in_other_processes_and_keeps_plan_order(tmp_path, execution):
     stage = toy_stage(tmp_path)
     seen = []
-    sums = run_stage(stage, execution=LOCAL_2, progress=seen.append)
+    sums = run_stage(stage, execution=execution, progress=seen.append)
     assert sums == [sum((i * 10 + j) ** 2 for j in range(5)) for i in range(6)]
     written = json.loads(stage.out.read_text())
     assert written["sums"] == sums and os.getpid() not in written["pids"]
@@ -96,6 +99,16 @@ def test_a_finished_shard_is_reused_and_a_changed_input_is_redone(tmp_path):
     assert seen[0] == "squares: reusing 5 finished shard(s) of 6"
     assert [m for m in seen[1:]] == ["squares: shard part-3 done (1/1)"]
     assert sums[3] == 1 + 4 + 9 and len(markers) == 6
+
+
+def test_small_inputs_start_no_workers(tmp_path):
+    from pipeline.engine.executors import worker_count
+
+    tasks = toy_stage(tmp_path).plan()
+    assert worker_count(ExecutionConfig(workers=2), tasks) == 1  # 6 files of a few bytes: not worth a worker
+    assert worker_count(LOCAL_2, tasks) == 2
+    assert worker_count(ExecutionConfig(workers=2, min_bytes_per_worker=50), tasks) == 2
+    assert worker_count(ExecutionConfig(workers=8, min_bytes_per_worker=0), tasks) == 6
 
 
 def test_shard_failure_names_the_first_failing_task_in_plan_order(tmp_path):
