@@ -28,7 +28,7 @@ from pathlib import Path
 from bench._measure import emit, python_env, run_measured
 from bench.corpus import source_entries
 
-BASE_FRACTION = 0.25
+BASE_FRACTION = 0.15
 QUICK_FRACTION = 0.03
 PARTS = 4
 SIZES = (1, 2, 4)

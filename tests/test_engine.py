@@ -198,3 +198,26 @@ def test_staging_killed_mid_way_resumes_from_its_finished_shards(tmp_path):
     clean = load_spec(EXAMPLE_SPEC, data_root=tmp_path / "clean")
     stage_domain(clean, "techdocs", execution=INLINE)
     assert tree(root.domain_dir("documents", "techdocs")) == tree(DataRoot(clean.data_root).domain_dir("documents", "techdocs"))
+
+
+def test_adapter_turns_a_stage_outcome_into_dagster_events():
+    import dagster as dg
+
+    from assets.adapter import materialize
+    from pipeline.engine.outcome import CheckOutcome, Markdown, StageOutcome, Table
+
+    outcome = StageOutcome(
+        metadata={"rows": 3, "share": 0.5, "ok": True, "by_reason": {"too_large": 1}, "path": Path("/x"),
+                  "note": Markdown("**b**"), "preview": Table([{"a": 1}])},
+        data_version="abc",
+        checks=[CheckOutcome("accounting", passed=False, metadata={"problems": "p"}),
+                CheckOutcome("sizes", passed=True, severity="warn")])
+    result, failed, warned = list(materialize(outcome))
+    assert isinstance(result, dg.MaterializeResult) and result.data_version == dg.DataVersion("abc")
+    md = result.metadata
+    assert md["rows"] == dg.MetadataValue.int(3) and md["share"] == dg.MetadataValue.float(0.5)
+    assert md["ok"] == dg.MetadataValue.bool(True) and md["by_reason"] == dg.MetadataValue.json({"too_large": 1})
+    assert md["path"] == dg.MetadataValue.path("/x") and md["note"] == dg.MetadataValue.md("**b**")
+    assert "| a |" in md["preview"].value
+    assert (failed.check_name, failed.passed, failed.severity) == ("accounting", False, dg.AssetCheckSeverity.ERROR)
+    assert (warned.check_name, warned.passed, warned.severity) == ("sizes", True, dg.AssetCheckSeverity.WARN)
