@@ -221,3 +221,27 @@ def test_adapter_turns_a_stage_outcome_into_dagster_events():
     assert "| a |" in md["preview"].value
     assert (failed.check_name, failed.passed, failed.severity) == ("accounting", False, dg.AssetCheckSeverity.ERROR)
     assert (warned.check_name, warned.passed, warned.severity) == ("sizes", True, dg.AssetCheckSeverity.WARN)
+
+
+def test_token_bins_shard_parquet_parts_by_row_groups_with_the_same_bytes(tmp_path, monkeypatch):
+    """One staged part of many row groups (as pruning writes a domain) is split into several shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import proxies.bins as bins
+    from proxies.tokenizer import train_tokenizer
+
+    texts = [f"document {i}: " + " ".join(f"word{(i * 7 + j) % 50}" for j in range(5 + i % 9)) for i in range(40)]
+    root = DataRoot(tmp_path / "data")
+    part = root.domain_dir("documents", "web") / "data" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"doc_id": [f"{i:032x}" for i in range(40)], "text": texts}), part, row_group_size=6)
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    kw = dict(tokenizer=tokenizer, tokenizer_sha256="t", validation_fraction=0.2, seed=3, max_train_tokens=400)
+    bins.build_bins(root, "documents", ["web"], tmp_path / "one", execution=INLINE, **kw)
+    monkeypatch.setattr(bins, "SHARD_BYTES", 1)
+    stage = bins.TokenBinsStage(root=root, stage="documents", domains=["web"], out_dir=tmp_path / "x",
+                                tokenizer_json="", tokenizer_sha256="t", validation_fraction=0.2, seed=3)
+    assert [t.settings["row_groups"] for t in stage.plan()] == [[g] for g in range(7)]
+    bins.build_bins(root, "documents", ["web"], tmp_path / "seven", execution=LOCAL_2, **kw)
+    assert tree(tmp_path / "one") == tree(tmp_path / "seven") and len(tree(tmp_path / "one")) == 4

@@ -89,7 +89,7 @@ def _context(start_method: str):
 
 def worker_count(execution: ExecutionConfig, tasks: Sequence[ShardTask]) -> int:
     """Workers worth starting: at most one per task, and one per ``min_bytes_per_worker`` of input."""
-    total = sum(os.stat(p).st_size for t in tasks for p in t.inputs if os.path.isfile(p))
+    total = sum(os.stat(p).st_size for p in {p for t in tasks for p in t.inputs} if os.path.isfile(p))
     by_size = 1 + total // execution.min_bytes_per_worker if execution.min_bytes_per_worker else len(tasks)
     return max(1, min(execution.worker_count(), len(tasks), by_size))
 
