@@ -12,20 +12,20 @@ import hashlib
 import json
 import shutil
 import time
-import uuid
 from pathlib import Path
 
 import dagster as dg
 import numpy as np
 import polars as pl
 
+from assets.adapter import check_result, materialize
 from assets.context import BuildContext, StageDefinitions, preview_markdown
 from assets.ops_metadata import image_metadata
 from pipeline import plots
 from assets.resources import CuramixResource
 from pipeline.config.typed import to_plain
-from pipeline.store import DataRoot, replace_dir, write_json
-from proxies.bins import Bins, build_bins, read_target_texts
+from pipeline.store import DataRoot, atomic_file, replace_dir, temp_name, write_json
+from proxies.bins import Bins, bins_outcome, build_bins, check_split_and_sizes, read_target_texts
 from proxies.population import train_population
 from proxies.scoring import score_stage
 from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
@@ -37,15 +37,14 @@ SCORE_COLUMNS = {"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "
 
 def _tmp_dir(final: Path) -> Path:
     final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+    tmp = temp_name(final)
     tmp.mkdir()
     return tmp
 
 
 def _write_parquet(frame: pl.DataFrame, path: Path) -> None:
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    frame.write_parquet(tmp)
-    tmp.replace(path)
+    with atomic_file(path) as tmp:
+        frame.write_parquet(tmp)
 
 
 def _sweep_fingerprint(spec, bins: Bins, sweep) -> str:
@@ -112,20 +111,7 @@ def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_pa
 
 
 def bins_check(path: Path) -> dg.AssetCheckResult:
-    bins = Bins.open(path)
-    problems = []
-    for d in bins.domains:
-        docs = pl.read_parquet(path / f"domain={d}" / "docs.parquet")
-        train_ids = set(docs.filter(pl.col("split") == "train")["doc_id"])
-        overlap = train_ids & set(docs.filter(pl.col("split") == "val")["doc_id"])
-        if overlap:
-            problems.append(f"{d}: {len(overlap)} documents in both train and validation")
-        for split, array in (("train", bins.train[d]), ("val", bins.val[d])):
-            expected = int(docs.filter(pl.col("split") == split)["n_tokens"].sum()) + docs.filter(pl.col("split") == split).height
-            if len(array) != expected:
-                problems.append(f"{d}/{split}: {len(array)} tokens on disk, {expected} expected")
-    return dg.AssetCheckResult(check_name="split_and_sizes", passed=not problems, severity=dg.AssetCheckSeverity.ERROR,
-                               metadata={"problems": "\n".join(problems) or "none"})
+    return check_result(check_split_and_sizes(path))
 
 
 def build_stage(ctx: BuildContext) -> StageDefinitions:
@@ -178,7 +164,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                           tokenizer_sha256=file_sha256(tok_dir / "tokenizer.json"),
                           validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
                           max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("reference_proxy"),
-                          progress=context.log.info)
+                          progress=context.log.info, execution=spec.execution)
         extra = {"enabled": cfg.enabled, "tokenizer_sha256": meta["tokenizer_sha256"]}
         if cfg.enabled:
             bins = Bins.open(tmp / "bins")
@@ -230,18 +216,14 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         spec = curamix.load_spec()
         root = DataRoot(spec.data_root)
         cfg = spec.proxies
-        tok_dir = root.root / "tokenizer"
         targets = [(t.name, read_target_texts(t, spec.path.parent)) for t in cfg.targets]
-        meta = build_bins(root, "pruned", spec.domains, root.root / "token_bins",
-                          tokenizer=load_tokenizer(tok_dir / "tokenizer.json"),
-                          tokenizer_sha256=file_sha256(tok_dir / "tokenizer.json"),
+        meta = build_bins(root, "pruned", spec.domains, root.layout.token_bins,
+                          tokenizer=load_tokenizer(root.layout.tokenizer_json),
+                          tokenizer_sha256=file_sha256(root.layout.tokenizer_json),
                           validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
                           max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("token_bins"),
-                          targets=targets, progress=context.log.info)
-        rows = [{"domain": d, **v} for d, v in meta["domains"].items()]
-        yield dg.MaterializeResult(metadata={"domains": preview_markdown(rows), "targets": dg.MetadataValue.json(meta["targets"]),
-                                             "path": dg.MetadataValue.path(str(root.root / "token_bins"))})
-        yield bins_check(root.root / "token_bins")
+                          targets=targets, progress=context.log.info, execution=spec.execution)
+        yield from materialize(bins_outcome(meta, root.layout.token_bins))
 
     @dg.asset(
         name="proxy_runs", deps=["token_bins"], group_name="proxies",

@@ -19,10 +19,9 @@ import json
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
-from pathlib import Path
 
 from pipeline.spec import Spec
-from pipeline.store import DataRoot
+from pipeline.store import DataRoot, file_sha256 as _sha256
 
 STAGE = "documents"
 
@@ -40,11 +39,6 @@ class FileState:
     def from_list(cls, values: list) -> FileState:
         size, mtime_ns, sha256 = values
         return cls(int(size), int(mtime_ns), str(sha256))
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def file_states(spec: Spec, previous: Mapping[str, FileState] | None = None) -> dict[str, FileState]:

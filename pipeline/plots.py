@@ -11,7 +11,6 @@ from __future__ import annotations
 import io
 import math
 import os
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -21,6 +20,8 @@ matplotlib.use("Agg")  # before any backend is chosen: a run worker has no displ
 
 from matplotlib.backends.backend_agg import FigureCanvasAgg  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+from pipeline.store import atomic_file  # noqa: E402
 
 WIDTH, HEIGHT, DPI = 6.4, 3.6, 90
 # Colour-blind-safe pair (Okabe-Ito blue and orange) for "chosen" vs "reference".
@@ -196,9 +197,8 @@ def save_png(png: bytes, path: str | os.PathLike) -> Path:
     """Write PNG bytes through a temporary name and a rename; returns the path."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_bytes(png)
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_bytes(png)
     return path
 
 

@@ -17,6 +17,7 @@ from pathlib import Path
 import yaml
 
 from pipeline.config.curation import CurationConfig
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.mixing import MixingConfig
 from pipeline.config.operations import OperationsConfig
 from pipeline.config.output import OutputConfig
@@ -48,6 +49,7 @@ class SpecBody:
     mixing: MixingConfig = field(default_factory=MixingConfig)
     output: OutputConfig = field(default_factory=OutputConfig)
     operations: OperationsConfig = field(default_factory=OperationsConfig)
+    execution: ExecutionConfig = field(default_factory=ExecutionConfig)
 
 
 @dataclass(frozen=True)
@@ -61,6 +63,8 @@ class Spec:
 
     def __getattr__(self, name: str):
         # Sections and scalar settings read straight through: spec.curation, spec.seed, ...
+        if name == "body":  # not set yet (unpickling in a worker): do not recurse
+            raise AttributeError(name)
         return getattr(self.body, name)
 
     @property

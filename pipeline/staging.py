@@ -1,6 +1,8 @@
 """Staging: raw source files -> the canonical document table, one domain at a time.
 
-Streams every file (never a whole file in memory), writes one Parquet part per input file, and
+A sharded stage (``pipeline.engine``): one shard task per input file, run in parallel on the spec's engine.
+Streams every file (never a whole file in memory: at most ``batch_rows`` rows or 8 MB of text per worker),
+writes one Parquet part per input file, and
 records every rejected row with its reason. Per source, ``rows_read == rows_kept + rows_rejected``;
 a whole-file problem either raises (policy "fail") or moves that file's rows into the rejects
 (policy "quarantine").
@@ -9,8 +11,10 @@ a whole-file problem either raises (policy "fail") or moves that file's rows int
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
+import shutil
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,11 +24,14 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.staging import SourceConfig, StagingConfig
+from pipeline.engine import ShardTask, run_stage, shard_dir, shard_seed
+from pipeline.engine.outcome import CheckOutcome, Image, StageOutcome, Table
 from pipeline.readers import BadFileError, RawRow, read_source_file
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, doc_id_for
 from pipeline.spec import Spec
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, file_sha256, write_json
 
 STAGE = "documents"
 log = logging.getLogger(__name__)
@@ -54,6 +61,18 @@ class SourceStats:
     rejects_by_reason: dict[str, int] = field(default_factory=dict)
     quarantined_files: list[dict] = field(default_factory=list)
     file_sha256: dict[str, str] = field(default_factory=dict)
+
+    def add(self, other: "SourceStats") -> None:
+        """Fold one file's accounting into this source's."""
+        self.files += other.files
+        self.rows_read += other.rows_read
+        self.rows_kept += other.rows_kept
+        self.rows_rejected += other.rows_rejected
+        self.bytes_kept += other.bytes_kept
+        for reason, count in other.rejects_by_reason.items():
+            self.rejects_by_reason[reason] = self.rejects_by_reason.get(reason, 0) + count
+        self.quarantined_files.extend(other.quarantined_files)
+        self.file_sha256.update(other.file_sha256)
 
 
 @dataclass
@@ -95,11 +114,6 @@ class DomainStats:
         }
 
 
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
-
-
 class _RejectSink:
     """Appends reject rows to one Parquet file in batches."""
 
@@ -114,6 +128,14 @@ class _RejectSink:
         self.rows.append(row)
         if len(self.rows) >= self.batch_rows:
             self.flush()
+
+    def extend(self, path: Path) -> None:
+        """Append every row of another rejects file (one batch in memory at a time)."""
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=self.batch_rows):
+            self.flush()
+            if self.writer is None:
+                self.writer = pq.ParquetWriter(self.path, REJECT_SCHEMA, **self.options)
+            self.writer.write_table(pa.Table.from_batches([batch], schema=REJECT_SCHEMA))
 
     def flush(self) -> None:
         if not self.rows:
@@ -271,39 +293,135 @@ def _quarantine(source, out_path, pending, rejects, reasons, exc, display, confi
     pending.clear()
 
 
+@dataclass
+class StagingStage:
+    """Staging of one domain on the stage contract: one shard per input file (its Parquet part, its
+    rejects, its accounting); ``finish`` puts the parts in place, merges the rejects, sums the stats."""
+
+    spec: Spec
+    domain: str
+    root: DataRoot
+    name: str = STAGE
+    version: str = "staging-1"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.root.layout.work(STAGE, self.domain)
+
+    def plan(self) -> list[ShardTask]:
+        sources = self.spec.sources_for(self.domain)
+        if not sources:
+            raise ValueError(f"domain {self.domain!r} has no source in {self.spec.path.name}")
+        stage_seed = self.spec.seed_for(STAGE)
+        return [
+            ShardTask(key=f"{source.name}-{index:05d}", inputs=(str(path),),
+                      settings=(source, self.spec.staging, _display_path(path, self.spec.path.parent)),
+                      seed=shard_seed(stage_seed, f"{source.name}-{index:05d}"))
+            for source in sources for index, path in enumerate(self.spec.source_files[source.name])
+        ]
+
+    def run_shard(self, task: ShardTask, out: Path) -> dict:
+        source, config, display = task.settings
+        path = Path(task.inputs[0])
+        stats = SourceStats(files=1)
+        if path.exists():
+            stats.file_sha256[display] = file_sha256(path)
+        rejects = _RejectSink(out / "rejects.parquet", config.batch_rows, parquet_options(config))
+        try:
+            stage_file(source, path, out_path=out / "data.parquet", rejects=rejects, stats=stats,
+                       config=config, display=display)
+        finally:
+            rejects.close()
+        return {"source": source.name, "stats": asdict(stats)}
+
+    def finish(self, results: list[dict]) -> DomainStats:
+        config: StagingConfig = self.spec.staging
+        stats = DomainStats(domain=self.domain, sources={s.name: SourceStats() for s in self.spec.sources_for(self.domain)})
+        with self.root.write_domain(STAGE, self.domain) as out:
+            (out / "data").mkdir()
+            rejects = _RejectSink(out / "rejects.parquet", config.batch_rows, parquet_options(config))
+            try:
+                for task, result in zip(self.plan(), results):
+                    shard = shard_dir(self, task.key)
+                    if (shard / "data.parquet").exists():
+                        link_or_copy(shard / "data.parquet", out / "data" / f"{task.key}.parquet")
+                    rejects.extend(shard / "rejects.parquet")
+                    stats.sources[result["source"]].add(SourceStats(**result["stats"]))
+            finally:
+                rejects.close()
+            write_json(out / "stats.json", stats.to_dict())
+        return stats
+
+
+def content_version(stats: DomainStats) -> str:
+    """Changes exactly when the bytes of the domain's raw files change."""
+    hashes = {name: s.file_sha256 for name, s in stats.sources.items()}
+    return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def check_accounting(root: DataRoot, domain: str) -> CheckOutcome:
+    """Re-count the written files and compare with what staging read, per source."""
+    stats = root.read_stats(STAGE, domain)
+    kept = root.scan(STAGE, [domain]).group_by("source").len().collect()
+    rejected = root.scan_rejects(STAGE, [domain]).group_by("source").len().collect()
+    kept_by = dict(zip(kept["source"].to_list(), kept["len"].to_list()))
+    rejected_by = dict(zip(rejected["source"].to_list(), rejected["len"].to_list()))
+    problems = []
+    for name, s in stats["sources"].items():
+        k, r = kept_by.get(name, 0), rejected_by.get(name, 0)
+        if s["rows_read"] != k + r or s["rows_kept"] != k or s["rows_rejected"] != r:
+            problems.append(f"{name}: read {s['rows_read']} != kept {k} + rejected {r}")
+    return CheckOutcome(
+        name="accounting", passed=not problems,
+        metadata={"rows_read": stats["rows_read"], "rows_kept": stats["rows_kept"],
+                  "rows_rejected": stats["rows_rejected"], "problems": "\n".join(problems) or "none"})
+
+
+def staging_outcome(root: DataRoot, domain: str, stats: DomainStats) -> StageOutcome:
+    """What the `documents` asset shows: counts, rejects, previews, and its accounting check."""
+    from pipeline import plots  # matplotlib: not imported by the workers that stage files
+    preview = root.scan(STAGE, [domain]).select("doc_id", "source", "source_row", "n_bytes", "text").head(5).collect()
+    rejects = root.scan_rejects(STAGE, [domain]).select("source", "source_row", "reason", "detail").head(10).collect()
+    metadata = {
+        "rows_read": stats.rows_read,
+        "rows_kept": stats.rows_kept,
+        "rows_rejected": stats.rows_rejected,
+        "bytes_kept": stats.bytes_kept,
+        "rejects_by_reason": stats.rejects_by_reason(),
+    }
+    if stats.rows_rejected:
+        metadata["drops_by_reason"] = Image(plots.drops_by_reason(
+            {s: c.rejects_by_reason for s, c in stats.sources.items() if c.rejects_by_reason},
+            title=f"{domain}: rows rejected at staging, by reason and source"), alt="rejects by reason")
+    metadata |= {
+        "quarantined_files": [q for s in stats.sources.values() for q in s.quarantined_files],
+        "preview": Table(preview.to_dicts()),
+        "rejects_preview": Table(rejects.to_dicts()),
+        "path": root.domain_dir(STAGE, domain),
+    }
+    return StageOutcome(metadata=metadata, data_version=content_version(stats),
+                        checks=[check_accounting(root, domain)])
+
+
+def link_or_copy(src: Path, dst: Path) -> None:
+    """A hard link (no bytes copied, the shard keeps its file until the stage is done), else a copy."""
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
 def stage_domain(
     spec: Spec,
     domain: str,
     *,
     root: DataRoot | None = None,
     progress: Callable[[str], None] | None = None,
+    execution: ExecutionConfig | None = None,
 ) -> DomainStats:
-    """Stage every source of ``domain``; replaces ``<root>/documents/domain=<domain>`` atomically."""
+    """Stage every source of ``domain``; replaces ``<root>/documents/domain=<domain>`` atomically.
+    Input files are staged in parallel on the spec's engine (``execution``); an interrupted run resumes."""
     root = root or DataRoot(spec.data_root)
-    sources = spec.sources_for(domain)
-    if not sources:
-        raise ValueError(f"domain {domain!r} has no source in {spec.path.name}")
-    config: StagingConfig = spec.staging
-    result = DomainStats(domain=domain, sources={})
-    with root.write_domain(STAGE, domain) as out:
-        (out / "data").mkdir()
-        rejects = _RejectSink(out / "rejects.parquet", config.batch_rows, parquet_options(config))
-        try:
-            for source in sources:
-                stats = result.sources.setdefault(source.name, SourceStats())
-                for index, path in enumerate(spec.source_files[source.name]):
-                    display = _display_path(path, spec.path.parent)
-                    if progress:
-                        progress(f"staging {domain}/{source.name}: {display}")
-                    stats.files += 1
-                    if path.exists():
-                        stats.file_sha256[display] = _sha256(path)
-                    stage_file(
-                        source, path, out_path=out / "data" / f"{source.name}-{index:05d}.parquet",
-                        rejects=rejects, stats=stats, config=config, display=display,
-                    )
-        finally:
-            rejects.close()
-        write_json(out / "stats.json", result.to_dict())
+    result = run_stage(StagingStage(spec, domain, root), execution=execution or spec.execution, progress=progress)
     log.info("staged %s: %d kept, %d rejected", domain, result.rows_kept, result.rows_rejected)
     return result

@@ -7,6 +7,7 @@ into place, so a crash leaves either the previous complete output or none, never
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -17,18 +18,20 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.layout import Layout
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 
 
 class DataRoot:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.layout = Layout(self.root)
 
     def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
+        return self.layout.stage(stage)
 
     def domain_dir(self, stage: str, domain: str) -> Path:
-        return self.stage_dir(stage) / f"domain={domain}"
+        return self.layout.domain(stage, domain)
 
     def domains(self, stage: str) -> list[str]:
         base = self.stage_dir(stage)
@@ -57,19 +60,49 @@ class DataRoot:
     def read_stats(self, stage: str, domain: str) -> dict:
         return json.loads((self.domain_dir(stage, domain) / "stats.json").read_text())
 
-    @contextmanager
-    def write_domain(self, stage: str, domain: str) -> Iterator[Path]:
+    def write_domain(self, stage: str, domain: str):
         """Yield a fresh temporary folder; on success it replaces the domain's output atomically."""
-        final = self.domain_dir(stage, domain)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        tmp = final.parent / f"{final.name}.tmp-{uuid.uuid4().hex[:8]}"
-        tmp.mkdir()
-        try:
-            yield tmp
-            replace_dir(tmp, final)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
+        return atomic_dir(self.domain_dir(stage, domain))
+
+
+def temp_name(final: Path) -> Path:
+    """A unique sibling of ``final`` for building it (same file system, so the rename is atomic)."""
+    return final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
+
+
+@contextmanager
+def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield an empty temporary folder beside ``final``; when the block succeeds it replaces ``final``
+    (see ``replace_dir``); when it raises, the temporary folder is removed and ``final`` is untouched."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(final)
+    tmp.mkdir()
+    try:
+        yield tmp
+        replace_dir(tmp, final)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+@contextmanager
+def atomic_file(final: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path beside ``final`` to write; on success it is renamed onto ``final``."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    tmp = temp_name(final)
+    try:
+        yield tmp
+        os.replace(tmp, final)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    """Hex sha256 of a file's bytes, read in chunks."""
+    with open(path, "rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def replace_dir(tmp: Path, final: Path) -> None:
@@ -87,6 +120,5 @@ def replace_dir(tmp: Path, final: Path) -> None:
 
 def write_json(path: Path, payload: dict) -> None:
     """Write JSON through a temporary file and a rename."""
-    tmp = path.with_name(path.name + f".tmp-{uuid.uuid4().hex[:8]}")
-    tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tmp.write_text(json.dumps(payload, indent=2, sort_keys=True) + "\n")

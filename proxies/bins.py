@@ -11,8 +11,9 @@ Layout under a bins folder (``<root>/token_bins`` for the sweep, ``<root>/refere
 The validation split is by *document* (nanoGPT splits a token stream; a document must not straddle the split):
 each domain's documents are ordered by a seeded hash of their ``doc_id`` and the first
 ``max(min_validation_docs, round(fraction * n))`` go to validation (at least one stays in train). The same
-order decides which train documents survive ``max_train_tokens``. Arrays are read back memory-mapped. While a
-domain is tokenized its document texts are held in memory (one domain at a time), the token files are streamed.
+order decides which train documents survive ``max_train_tokens``. Arrays are read back memory-mapped. Built as a
+sharded stage (``TokenBinsStage``): each worker tokenizes one Parquet part a batch at a time; the global step
+copies tokens in split order and holds only each domain's document index, never texts.
 """
 
 from __future__ import annotations
@@ -20,18 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import shutil
-import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
-from pipeline.store import DataRoot, replace_dir, write_json
+from pipeline.config.execution import ExecutionConfig
+from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
+from pipeline.store import DataRoot, atomic_dir, write_json
 from proxies.tokenizer import encode_batch, eot_id, token_dtype
 
 META = "meta.json"
@@ -106,31 +109,6 @@ class _BinWriter:
         self.file.close()
 
 
-def _write_domain(folder: Path, doc_ids: list[str], texts: list[str], *, tokenizer: Tokenizer, dtype: np.dtype,
-                  eot: int, n_val: int, max_train_tokens: int | None, batch_docs: int = 256) -> dict:
-    folder.mkdir(parents=True)
-    writers = {"train": _BinWriter(folder / "train.bin", dtype, eot), "val": _BinWriter(folder / "val.bin", dtype, eot)}
-    rows: dict[str, list] = {"doc_id": [], "split": [], "offset": [], "n_tokens": []}
-    dropped = 0
-    for start in range(0, len(texts), batch_docs):
-        encoded = encode_batch(tokenizer, texts[start : start + batch_docs])
-        for i, ids in enumerate(encoded, start):
-            split = "val" if i < n_val else "train"
-            if split == "train" and max_train_tokens is not None and writers["train"].offset + len(ids) + 1 > max_train_tokens:
-                dropped += 1
-                continue
-            rows["doc_id"].append(doc_ids[i])
-            rows["split"].append(split)
-            rows["offset"].append(writers[split].add(ids))
-            rows["n_tokens"].append(len(ids))
-    for w in writers.values():
-        w.close()
-    pl.DataFrame(rows, schema={"doc_id": pl.String, "split": pl.String, "offset": pl.Int64, "n_tokens": pl.Int64}).write_parquet(folder / "docs.parquet")
-    return {"train_tokens": writers["train"].offset, "val_tokens": writers["val"].offset,
-            "train_docs": rows["split"].count("train"), "val_docs": rows["split"].count("val"),
-            "train_docs_over_cap": dropped}
-
-
 def read_target_texts(target: TargetSetConfig, base: Path | None = None) -> list[str]:
     """Rows of a JSONL target set rendered with its template (or the ``text`` field), or a text file's paragraphs."""
     path = Path(target.path)
@@ -149,45 +127,197 @@ def read_target_texts(target: TargetSetConfig, base: Path | None = None) -> list
     return texts[: target.max_docs] if target.max_docs else texts
 
 
+@dataclass
+class TokenBinsStage:
+    """Token bins on the stage contract. Shard = one Parquet part of one domain: it tokenizes its documents
+    (a batch at a time) into ``tokens.bin`` (each document followed by EOT) and ``index.parquet`` (doc_id, its
+    split-order key, n_tokens). ``finish`` orders each domain's documents by key, splits them and copies their
+    tokens into train.bin / val.bin with positioned reads: it holds the domain's index (ids and sizes, about
+    50 bytes per document), never its texts or tokens."""
+
+    root: DataRoot
+    stage: str
+    domains: list[str]
+    out_dir: Path
+    tokenizer_json: str
+    tokenizer_sha256: str
+    validation_fraction: float
+    seed: int
+    min_validation_docs: int = 1
+    max_train_tokens: int | None = None
+    targets: Sequence[tuple[str, list[str]]] = ()
+    name: str = "token_bins"
+    version: str = "token-bins-1"
+
+    @property
+    def work_dir(self) -> Path:
+        return self.out_dir.with_name(f".{self.out_dir.name}.work")
+
+    def plan(self) -> list[ShardTask]:
+        # A shard is a run of row groups of one Parquet part (about SHARD_BYTES of uncompressed columns): an
+        # upstream stage that writes one part per domain still tokenizes on every worker.
+        return [ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),),
+                          settings={"domain": domain, "row_groups": groups, "tokenizer_sha256": self.tokenizer_sha256},
+                          seed=self.seed)
+                for domain in self.domains for i, f in enumerate(self.root.data_files(self.stage, [domain]))
+                for groups in row_group_runs(f, target_bytes=SHARD_BYTES)]
+
+    def run_shard(self, task: ShardTask, out: Path) -> dict:
+        tokenizer = _tokenizer(self.tokenizer_json)
+        dtype, eot = token_dtype(tokenizer.get_vocab_size()), eot_id(tokenizer)
+        writer = _BinWriter(out / "tokens.bin", dtype, eot)
+        ids: list[str] = []
+        keys: list[int] = []
+        sizes: list[int] = []
+        parquet = pq.ParquetFile(task.inputs[0])
+        for batch in parquet.iter_batches(batch_size=256, row_groups=task.settings["row_groups"], columns=["doc_id", "text"]):
+            batch_ids = batch.column(0).to_pylist()
+            for doc_id, tokens in zip(batch_ids, encode_batch(tokenizer, batch.column(1).to_pylist())):
+                writer.add(tokens)
+                sizes.append(len(tokens))
+            ids.extend(batch_ids)
+            keys.extend(_order_key(task.seed, d) for d in batch_ids)
+        writer.close()
+        pl.DataFrame({"doc_id": ids, "key": keys, "n_tokens": sizes},
+                     schema={"doc_id": pl.String, "key": pl.UInt64, "n_tokens": pl.Int64}).write_parquet(out / "index.parquet")
+        return {"domain": task.settings["domain"], "docs": len(ids)}
+
+    def finish(self, results: list[dict]) -> dict:
+        tokenizer = _tokenizer(self.tokenizer_json)
+        vocab_size = tokenizer.get_vocab_size()
+        dtype, eot = token_dtype(vocab_size), eot_id(tokenizer)
+        shards = [shard_dir(self, t.key) for t in self.plan()]
+        meta = {"vocab_size": vocab_size, "dtype": dtype.name, "eot": eot, "tokenizer_sha256": self.tokenizer_sha256,
+                "stage": self.stage, "seed": self.seed, "validation_fraction": self.validation_fraction,
+                "domain_order": list(self.domains), "domains": {}, "targets": {},
+                "target_order": [name for name, _ in self.targets]}
+        with atomic_dir(self.out_dir) as tmp:
+            for domain in self.domains:
+                mine = [s for s, r in zip(shards, results) if r["domain"] == domain]
+                meta["domains"][domain] = _assemble_domain(
+                    tmp / f"domain={domain}", mine, dtype=dtype, eot=eot, fraction=self.validation_fraction,
+                    minimum=self.min_validation_docs, max_train_tokens=self.max_train_tokens)
+            for name, texts in self.targets:
+                folder = tmp / f"target={name}"
+                folder.mkdir()
+                writer = _BinWriter(folder / "val.bin", dtype, eot)
+                for start in range(0, len(texts), 256):
+                    for ids in encode_batch(tokenizer, texts[start : start + 256]):
+                        writer.add(ids)
+                writer.close()
+                meta["targets"][name] = {"tokens": writer.offset, "docs": len(texts)}
+            write_json(tmp / META, meta)
+        return meta
+
+
+SHARD_BYTES = 64 << 20
+
+
+def row_group_runs(path: Path, *, target_bytes: int) -> list[list[int]]:
+    """Consecutive row groups of a Parquet file, cut when a run reaches ``target_bytes`` (uncompressed)."""
+    meta = pq.ParquetFile(path).metadata
+    runs: list[list[int]] = [[]]
+    size = 0
+    for g in range(meta.num_row_groups):
+        if runs[-1] and size >= target_bytes:
+            runs.append([])
+            size = 0
+        runs[-1].append(g)
+        size += meta.row_group(g).total_byte_size
+    return runs if runs[0] else []
+
+
+_TOKENIZERS: dict[str, Tokenizer] = {}
+
+
+def _tokenizer(json_text: str) -> Tokenizer:
+    """One parsed tokenizer per process (workers run many shards with the same one)."""
+    if json_text not in _TOKENIZERS:
+        _TOKENIZERS.clear()
+        _TOKENIZERS[json_text] = Tokenizer.from_str(json_text)
+    return _TOKENIZERS[json_text]
+
+
+def _order_key(seed: int, doc_id: str) -> int:
+    # The big-endian integer of split_order's digest: sorting keys sorts digests the same way.
+    return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
+
+
+def _assemble_domain(folder: Path, shards: list[Path], *, dtype: np.dtype, eot: int, fraction: float,
+                     minimum: int, max_train_tokens: int | None) -> dict:
+    """train.bin / val.bin / docs.parquet of one domain from its tokenized shards, in split order."""
+    folder.mkdir(parents=True)
+    index = pl.concat([pl.read_parquet(s / "index.parquet").with_columns(pl.lit(i, pl.Int32).alias("shard"))
+                       for i, s in enumerate(shards)]) if shards else \
+        pl.DataFrame(schema={"doc_id": pl.String, "key": pl.UInt64, "n_tokens": pl.Int64, "shard": pl.Int32})
+    # Where each document's tokens (and its EOT) start in its shard's tokens.bin.
+    index = index.with_columns(
+        ((pl.col("n_tokens") + 1).cum_sum().over("shard") - pl.col("n_tokens") - 1).alias("at"))
+    order = np.argsort(index["key"].to_numpy(), kind="stable")  # ties keep the staged order, like split_order
+    index = index[order]
+    n_val = n_validation(index.height, fraction, minimum)
+    files = [open(s / "tokens.bin", "rb") for s in shards]
+    outs = {"train": open(folder / "train.bin", "wb"), "val": open(folder / "val.bin", "wb")}
+    size = {"train": 0, "val": 0}
+    rows: dict[str, list] = {"doc_id": [], "split": [], "offset": [], "n_tokens": []}
+    dropped = 0
+    try:
+        for i, (doc_id, n_tokens, shard, at) in enumerate(index.select("doc_id", "n_tokens", "shard", "at").iter_rows()):
+            split = "val" if i < n_val else "train"
+            if split == "train" and max_train_tokens is not None and size["train"] + n_tokens + 1 > max_train_tokens:
+                dropped += 1
+                continue
+            outs[split].write(os.pread(files[shard].fileno(), (n_tokens + 1) * dtype.itemsize, at * dtype.itemsize))
+            rows["doc_id"].append(doc_id)
+            rows["split"].append(split)
+            rows["offset"].append(size[split])
+            rows["n_tokens"].append(n_tokens)
+            size[split] += n_tokens + 1
+    finally:
+        for f in [*files, *outs.values()]:
+            f.close()
+    pl.DataFrame(rows, schema={"doc_id": pl.String, "split": pl.String, "offset": pl.Int64, "n_tokens": pl.Int64}).write_parquet(folder / "docs.parquet")
+    return {"train_tokens": size["train"], "val_tokens": size["val"],
+            "train_docs": rows["split"].count("train"), "val_docs": rows["split"].count("val"),
+            "train_docs_over_cap": dropped}
+
+
+def check_split_and_sizes(path: Path) -> CheckOutcome:
+    """No document in both splits; every bin holds exactly its documents' tokens plus one EOT each."""
+    bins = Bins.open(path)
+    problems = []
+    for d in bins.domains:
+        docs = pl.read_parquet(path / f"domain={d}" / "docs.parquet")
+        train_ids = set(docs.filter(pl.col("split") == "train")["doc_id"])
+        overlap = train_ids & set(docs.filter(pl.col("split") == "val")["doc_id"])
+        if overlap:
+            problems.append(f"{d}: {len(overlap)} documents in both train and validation")
+        for split, array in (("train", bins.train[d]), ("val", bins.val[d])):
+            expected = int(docs.filter(pl.col("split") == split)["n_tokens"].sum()) + docs.filter(pl.col("split") == split).height
+            if len(array) != expected:
+                problems.append(f"{d}/{split}: {len(array)} tokens on disk, {expected} expected")
+    return CheckOutcome(name="split_and_sizes", passed=not problems, metadata={"problems": "\n".join(problems) or "none"})
+
+
+def bins_outcome(meta: dict, path: Path) -> StageOutcome:
+    """What the `token_bins` asset shows, and its check."""
+    rows = [{"domain": d, **v} for d, v in meta["domains"].items()]
+    return StageOutcome(metadata={"domains": Table(rows), "targets": meta["targets"], "path": path},
+                        checks=[check_split_and_sizes(path)])
+
+
 def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os.PathLike, *, tokenizer: Tokenizer,
                tokenizer_sha256: str, validation_fraction: float, seed: int, min_validation_docs: int = 1,
                max_train_tokens: int | None = None, targets: Sequence[tuple[str, list[str]]] = (),
-               progress: Callable[[str], None] | None = None) -> dict:
-    """Tokenize a document stage into bins at ``out_dir`` (built in a temporary folder, then renamed)."""
-    out_dir = Path(out_dir)
-    vocab_size = tokenizer.get_vocab_size()
-    dtype, eot = token_dtype(vocab_size), eot_id(tokenizer)
-    tmp = out_dir.with_name(f"{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir(parents=True)
-    try:
-        meta = {"vocab_size": vocab_size, "dtype": dtype.name, "eot": eot, "tokenizer_sha256": tokenizer_sha256,
-                "stage": stage, "seed": seed, "validation_fraction": validation_fraction, "domain_order": list(domains),
-                "domains": {}, "targets": {}, "target_order": [name for name, _ in targets]}
-        for domain in domains:
-            frame = root.scan(stage, [domain]).select("doc_id", "text").collect()
-            order = split_order(frame["doc_id"].to_list(), seed)
-            frame = frame[order]
-            n_val = n_validation(frame.height, validation_fraction, min_validation_docs)
-            meta["domains"][domain] = _write_domain(
-                tmp / f"domain={domain}", frame["doc_id"].to_list(), frame["text"].to_list(), tokenizer=tokenizer,
-                dtype=dtype, eot=eot, n_val=n_val, max_train_tokens=max_train_tokens)
-            if progress:
-                progress(f"token bins: {domain}: {meta['domains'][domain]}")
-        for name, texts in targets:
-            folder = tmp / f"target={name}"
-            folder.mkdir()
-            writer = _BinWriter(folder / "val.bin", dtype, eot)
-            for start in range(0, len(texts), 256):
-                for ids in encode_batch(tokenizer, texts[start : start + 256]):
-                    writer.add(ids)
-            writer.close()
-            meta["targets"][name] = {"tokens": writer.offset, "docs": len(texts)}
-        write_json(tmp / META, meta)
-        replace_dir(tmp, out_dir)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+               progress: Callable[[str], None] | None = None, execution: ExecutionConfig | None = None) -> dict:
+    """Tokenize a document stage into bins at ``out_dir`` (shards in parallel on ``execution``'s engine; the
+    result is built in a temporary folder, then renamed; an interrupted run reuses its finished shards)."""
+    stage_def = TokenBinsStage(
+        root=root, stage=stage, domains=list(domains), out_dir=Path(out_dir), tokenizer_json=tokenizer.to_str(),
+        tokenizer_sha256=tokenizer_sha256, validation_fraction=validation_fraction, seed=seed,
+        min_validation_docs=min_validation_docs, max_train_tokens=max_train_tokens, targets=list(targets))
+    meta = run_stage(stage_def, execution=execution, progress=progress)
     return meta
 
 
-__all__ = ["Bins", "build_bins", "split_order", "n_validation", "read_target_texts", "META"]
+__all__ = ["Bins", "TokenBinsStage", "build_bins", "bins_outcome", "check_split_and_sizes", "split_order", "n_validation", "read_target_texts", "META"]

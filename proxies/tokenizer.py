@@ -7,9 +7,7 @@ no normalizer, no prefix space, ByteLevel pre-tokenizer and decoder. One special
 
 from __future__ import annotations
 
-import hashlib
 import os
-import uuid
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
@@ -17,7 +15,7 @@ import numpy as np
 import polars as pl
 from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
 
-from pipeline.store import DataRoot
+from pipeline.store import DataRoot, atomic_file, file_sha256
 
 EOT = "<|endoftext|>"
 
@@ -42,22 +40,13 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> str:
     """Write tokenizer.json atomically; return its sha256."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tokenizer.save(str(tmp))
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        tokenizer.save(str(tmp))
     return file_sha256(path)
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
     return Tokenizer.from_file(str(path))
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def eot_id(tokenizer: Tokenizer) -> int:

@@ -10,7 +10,6 @@ timestamps, so the same spec and inputs give a byte-identical manifest.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -19,7 +18,7 @@ import numpy as np
 
 from pipeline.config.typed import to_plain
 from pipeline.emission.megatron import DTYPE_CODES
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, file_sha256 as _sha256, write_json
 
 MANIFEST_VERSION = 1
 EXACTNESS = (
@@ -106,11 +105,6 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
         **inputs.provenance,
     }
     return manifest
-
-
-def _sha256(path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def blend_string(sets: dict, total: int) -> str:

@@ -26,14 +26,9 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
-from pipeline.store import replace_dir
+from pipeline.store import file_sha256, replace_dir
 
 CACHE_VERSION = 1
-
-
-def file_sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def fingerprint(files: list[Path], *, tokenizer_sha256: str, dtype: np.dtype) -> str:

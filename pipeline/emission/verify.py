@@ -11,7 +11,6 @@ token of ``target * total`` (exact apportionment) and capped ones within the epo
 
 from __future__ import annotations
 
-import hashlib
 import json
 import math
 from pathlib import Path
@@ -19,12 +18,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 
+from pipeline.store import file_sha256 as _sha256
 from pipeline.emission.megatron import DTYPE_CODES, IndexFormatError, open_tokens, read_index
-
-
-def _sha256(path: Path) -> str:
-    with open(path, "rb") as handle:
-        return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def verify(folder: str | Path, *, hashes: bool = True) -> list[str]:

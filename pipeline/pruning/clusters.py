@@ -22,9 +22,7 @@ distance = 1 - cos to the own centroid), ``centroids.npy`` (float32, normalized)
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,7 +33,7 @@ import torch
 
 from pipeline.config.pruning import ClusterConfig
 from pipeline.pruning.embed import l2_normalize, load_embeddings
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, atomic_file, write_json
 
 ASSET_DIR = "concept_clusters"
 CHUNK = 65536
@@ -171,13 +169,10 @@ def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int) -> tuple[
     table = pa.table({"doc_id": pa.array(doc_ids, pa.string()), "domain": pa.array(domains, pa.string()),
                       "cluster": pa.array(result.labels, pa.int32()),
                       "distance": pa.array(result.distance, pa.float32())})
-    tag = uuid.uuid4().hex[:8]
-    tmp = out / f"assignments.parquet.tmp-{tag}"
-    pq.write_table(table, tmp, compression="zstd")
-    os.replace(tmp, out / "assignments.parquet")
-    tmp_c = out / f"centroids.tmp-{tag}.npy"
-    np.save(tmp_c, result.centroids)
-    os.replace(tmp_c, out / "centroids.npy")
+    with atomic_file(out / "assignments.parquet") as tmp:
+        pq.write_table(table, tmp, compression="zstd")
+    with atomic_file(out / "centroids.npy") as tmp, open(tmp, "wb") as handle:
+        np.save(handle, result.centroids)
     sizes = np.bincount(result.labels, minlength=result.k)
     summary = {"k": result.k, "k_requested": config.k, "backend": config.backend, "n_docs": len(doc_ids),
                "iterations": result.iterations, "seconds": round(result.seconds, 3),

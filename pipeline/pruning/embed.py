@@ -13,9 +13,7 @@ of float32) with ``meta.json``; written to temporary names and renamed.
 from __future__ import annotations
 
 import hashlib
-import os
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +23,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from pipeline.config.pruning import EmbeddingConfig
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, atomic_file, write_json
 
 ASSET_DIR = "embeddings"
 
@@ -178,11 +176,10 @@ def embed_stage(
     del texts
     out_dir = root.root / ASSET_DIR
     out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f"embeddings.parquet.tmp-{uuid.uuid4().hex[:8]}"
     schema = pa.schema([("doc_id", pa.string()), ("domain", pa.string()),
                         ("embedding", pa.list_(pa.float32(), embedder.dim))])
     done = 0
-    try:
+    with atomic_file(out_dir / "embeddings.parquet") as tmp:
         with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
             for batch in _iter_batches(files, config.batch_size, ["doc_id", "domain", "text"]):
                 vectors = embedder.transform(batch.column(2).to_pylist())
@@ -193,9 +190,6 @@ def embed_stage(
                 done += batch.num_rows
                 if progress and done % (config.batch_size * 16) < batch.num_rows:
                     progress(f"embeddings: {done}/{len(ids)} documents")
-        os.replace(tmp, out_dir / "embeddings.parquet")
-    finally:
-        tmp.unlink(missing_ok=True)
     seconds = time.perf_counter() - started
     info = EmbeddingInfo(path=out_dir / "embeddings.parquet", n_docs=done, dim=embedder.dim, kind=config.kind,
                          seconds=seconds, docs_per_s=done / seconds if seconds > 0 else 0.0)

@@ -14,9 +14,7 @@ go) and compute d_intra over the surviving members only. The DBP target is a fra
 
 from __future__ import annotations
 
-import os
 import time
-import uuid
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -39,7 +37,7 @@ from pipeline.pruning.seta import seta_static
 from pipeline.pruning.ssl_prototypes import random_select, ssl_select
 from pipeline.schema import REJECT_SCHEMA
 from pipeline.spec import Spec
-from pipeline.store import DataRoot, write_json
+from pipeline.store import DataRoot, atomic_file, write_json
 
 
 class PruningError(RuntimeError):
@@ -333,6 +331,5 @@ def _plot(report: dict, path: Path) -> None:
     axes[2].set(xlabel="documents", title=f"method {report['method']}")
     axes[2].legend()
     fig.tight_layout()
-    tmp = path.with_name(f"{path.stem}.tmp-{uuid.uuid4().hex[:8]}.png")
-    fig.savefig(tmp, dpi=80, metadata={"Software": None})
-    os.replace(tmp, path)
+    with atomic_file(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=80, metadata={"Software": None})

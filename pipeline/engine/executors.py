@@ -1,0 +1,141 @@
+"""Where shard tasks run: ``inline`` (this process) or ``local`` (a pool of worker processes).
+
+``run_stage`` is the only entry point. For each planned task it first looks for a finished shard: a folder
+``<work_dir>/shards/<key>/`` and a done-marker ``<work_dir>/done/<key>.json`` holding the task's fingerprint
+and result. The marker is written only after the shard's folder is renamed into place, so a shard with a
+marker is complete; a crash mid-shard leaves only a temporary folder, which the next run replaces. Tasks
+whose marker is missing or stale (other inputs, settings, seed or version) run again; the rest are reused.
+Results are gathered in plan order whatever order workers finish in, and ``finish`` runs once, here.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import multiprocessing
+import os
+import shutil
+from collections.abc import Callable, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import TypeVar
+
+from pipeline.config.execution import ExecutionConfig
+from pipeline.engine.contract import ShardTask, Stage
+from pipeline.store import atomic_dir, atomic_file
+
+log = logging.getLogger(__name__)
+R = TypeVar("R")
+
+
+@dataclass(frozen=True)
+class ShardDone:
+    """What a run of one task left behind (returned to the parent process)."""
+
+    key: str
+    result: dict
+    reused: bool
+
+
+def shard_dir(stage: Stage, key: str) -> Path:
+    return stage.work_dir / "shards" / key
+
+
+def marker_path(stage: Stage, key: str) -> Path:
+    return stage.work_dir / "done" / f"{key}.json"
+
+
+def finished(stage: Stage, task: ShardTask) -> dict | None:
+    """The stored result of ``task`` if its shard is complete and was made from the same inputs."""
+    marker = marker_path(stage, task.key)
+    if not marker.exists() or not shard_dir(stage, task.key).is_dir():
+        return None
+    try:
+        done = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    return done["result"] if done.get("fingerprint") == task.fingerprint(stage.name, stage.version) else None
+
+
+def run_task(stage: Stage, task: ShardTask) -> ShardDone:
+    """Run one task into a temporary folder, rename it into place, then write its done-marker."""
+    marker_path(stage, task.key).unlink(missing_ok=True)
+    with atomic_dir(shard_dir(stage, task.key)) as out:
+        result = stage.run_shard(task, out)
+    with atomic_file(marker_path(stage, task.key)) as tmp:
+        tmp.write_text(json.dumps({"fingerprint": task.fingerprint(stage.name, stage.version), "result": result},
+                                  sort_keys=True))
+    return ShardDone(task.key, result, reused=False)
+
+
+def _in_daemon() -> bool:
+    # A daemonic process (some executors run steps in one) may not start children.
+    return multiprocessing.current_process().daemon
+
+
+# What a forkserver imports once, before it forks workers: the ported stages and their heavy libraries.
+FORKSERVER_PRELOAD = ["pipeline.staging", "proxies.bins", "pipeline.emission.tokenize_stage"]
+
+
+def _context(start_method: str):
+    if start_method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once this process's server runs
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def worker_count(execution: ExecutionConfig, tasks: Sequence[ShardTask]) -> int:
+    """Workers worth starting: at most one per task, and one per ``min_bytes_per_worker`` of input."""
+    total = sum(os.stat(p).st_size for p in {p for t in tasks for p in t.inputs} if os.path.isfile(p))
+    by_size = 1 + total // execution.min_bytes_per_worker if execution.min_bytes_per_worker else len(tasks)
+    return max(1, min(execution.worker_count(), len(tasks), by_size))
+
+
+def _map_local(fn: Callable, tasks: Sequence[ShardTask], *, workers: int, start_method: str):
+    """``fn`` over ``tasks`` in a process pool; yields results in task order (the first error, in task
+    order, is raised after the tasks not yet started are cancelled)."""
+    context = _context(start_method)
+    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
+        futures = [pool.submit(fn, t) for t in tasks]
+        try:
+            for future in futures:
+                yield future.result()
+        except BaseException:
+            pool.shutdown(wait=True, cancel_futures=True)
+            raise
+
+
+def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
+              progress: Callable[[str], None] | None = None) -> R:
+    """Plan ``stage``, run its unfinished tasks on the configured engine, then its global step."""
+    execution = execution or ExecutionConfig()
+    tasks = list(stage.plan())
+    keys = [t.key for t in tasks]
+    if len(set(keys)) != len(keys):
+        raise ValueError(f"stage {stage.name}: shard keys are not unique")
+    results: dict[str, dict] = {}
+    todo = []
+    for task in tasks:
+        reused = finished(stage, task)
+        if reused is None:
+            todo.append(task)
+        else:
+            results[task.key] = reused
+    if len(results) and progress:
+        progress(f"{stage.name}: reusing {len(results)} finished shard(s) of {len(tasks)}")
+    workers = worker_count(execution, todo)
+    fn = partial(run_task, stage)
+    if execution.engine == "inline" or workers <= 1 or _in_daemon():
+        done_iter = map(fn, todo)
+    else:
+        done_iter = _map_local(fn, todo, workers=workers, start_method=execution.start_method)
+    for i, done in enumerate(done_iter, 1):
+        results[done.key] = done.result
+        if progress:
+            progress(f"{stage.name}: shard {done.key} done ({i}/{len(todo)})")
+    outcome = stage.finish([results[k] for k in keys])
+    shutil.rmtree(stage.work_dir, ignore_errors=True)
+    return outcome
