@@ -6,12 +6,13 @@ import hashlib
 import json
 
 import dagster as dg
+import polars as pl
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
 from assets.ops_metadata import image_metadata
 from pipeline import plots
 from assets.resources import CuramixResource
-from pipeline.staging import STAGE, stage_domain
+from pipeline.staging import STAGE, WHOLE_FILE_ROW, stage_domain
 from pipeline.store import DataRoot
 
 
@@ -19,7 +20,9 @@ def accounting_check(root: DataRoot, domain: str) -> dg.AssetCheckResult:
     """Re-count the written files and compare with what staging read, per source."""
     stats = root.read_stats(STAGE, domain)
     kept = root.scan(STAGE, [domain]).group_by("source").len().collect()
-    rejected = root.scan_rejects(STAGE, [domain]).group_by("source").len().collect()
+    # rows read = kept + rejected; a whole-file reject row (a quarantined file with no readable row) is no row read
+    rejected = (root.scan_rejects(STAGE, [domain]).filter(pl.col("source_row") != WHOLE_FILE_ROW)
+                .group_by("source").len().collect())
     kept_by = dict(zip(kept["source"].to_list(), kept["len"].to_list()))
     rejected_by = dict(zip(rejected["source"].to_list(), rejected["len"].to_list()))
     problems = []

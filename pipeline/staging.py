@@ -233,6 +233,8 @@ def stage_file(
                 + f" [source {source.name!r}; set staging.on_bad_file: quarantine to skip such files]"
             ) from None
         _quarantine(source, out_path, pending, rejects, reasons, exc, display, config)
+        if rows_read == 0:
+            _reject_whole_file(source, rejects, exc, display)
         stats.quarantined_files.append(
             {"file": display, "reason": exc.reason, "detail": exc.detail, "rows_read": rows_read}
         )
@@ -269,6 +271,23 @@ def _quarantine(source, out_path, pending, rejects, reasons, exc, display, confi
     for row, text in pending:
         move(row, text)
     pending.clear()
+
+
+# ``source_row`` of the reject row that stands for a whole quarantined file (rows are numbered from 1).
+WHOLE_FILE_ROW = 0
+
+
+def _reject_whole_file(source, rejects, exc, display) -> None:
+    """A quarantined file of which no row could be read still leaves one reject row: the file itself.
+
+    It is not a row read, so the per-source accounting (rows read = kept + rejected) leaves it out.
+    """
+    rejects.add({
+        "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
+        "source_row": WHOLE_FILE_ROW, "doc_id": None, "reason": "quarantined_file",
+        "detail": f"file quarantined: {exc.reason}: {exc.detail} (0 rows read; this row stands for the whole file)",
+        "duplicate_of": None, "excerpt": "",
+    })
 
 
 def stage_domain(

@@ -29,6 +29,7 @@ sources:
   - {{name: reviews, path: {RAW / 'web_movie_reviews.jsonl.zst'}, domain: web}}
   - {{name: wiki, path: {RAW / 'ref_wikipedia_gensim_sample.jsonl.zst'}, domain: wiki}}
 tokenizer: {{vocab_size: 320, max_training_bytes: 200000}}
+pruning: {{method: seta}}
 proxies:
   model: {{n_layers: 1, d_model: 32, n_heads: 2, d_ff: 64, seq_len: 32}}
   train: {{steps: 4, batch_size: 4, warmup_steps: 1, eval_tokens: 256, eval_at: [2], device: cpu, compile: false}}
