@@ -104,7 +104,7 @@ NAME_WORDS: dict[str, str] = {
     **dict.fromkeys(["dialogue", "dialogues", "dialog", "chat", "chats", "conversation", "conversations"],
                     "dialogue"),
     **dict.fromkeys(["docs", "doc", "documentation", "techdocs", "manual", "manuals", "man", "manpages", "rst",
-                     "markdown", "pod", "wiki", "wikipedia", "encyclopedia", "reference", "law", "legal"], "markup"),
+                     "markdown", "pod", "readme", "wiki", "wikipedia", "encyclopedia", "reference", "law", "legal"], "markup"),
     **dict.fromkeys(["glossary", "glossaries", "dictionary", "dictionaries", "lexicon", "thesaurus", "gloss",
                      "glosses", "definitions"], "reference"),
 }

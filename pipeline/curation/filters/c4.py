@@ -46,7 +46,8 @@ class C4Filter(DocFilter):
     punctuation survives when a later line of its paragraph (no blank line between) does, and its
     sentence ends count too. Sentences are runs of terminal punctuation followed by a space or the
     line's end (at least one per line that ends in punctuation), instead of a sentence tokenizer.
-    The line-level boilerplate tests (javascript, policy phrases, too few words) stay per line.
+    The line-level boilerplate tests (javascript, policy phrases, too few words) stay per line, except
+    that the last line of a wrapped sentence is not judged "too short" on its own.
     """
 
     name = "c4"
@@ -66,7 +67,8 @@ class C4Filter(DocFilter):
             survives &= ~pl.col("line").str.contains(rf"\S{{{c.max_word_length + 1}}}")
         if c.filter_no_terminal_punct:
             survives &= pl.col("wrapped_end")
-        survives &= pl.col("line").str.count_matches(WORD) >= c.min_words_per_line
+        # the end of a wrapped sentence ("the link.") is no short line of its own
+        survives &= (pl.col("line").str.count_matches(WORD) >= c.min_words_per_line) | pl.col("continues")
         if c.filter_javascript:
             survives &= ~lower.str.contains("javascript", literal=True)
         if c.filter_policy:
@@ -80,6 +82,7 @@ class C4Filter(DocFilter):
             # a line "ends" its sentence when it, or a later line of its paragraph, ends in punctuation
             pl.col("ends").cast(pl.Int8).reverse().cum_max().reverse().over("idx", "para").cast(pl.Boolean)
             .alias("wrapped_end"),
+            (pl.col("ends").shift(1).over("idx", "para") == False).fill_null(False).alias("continues"),  # noqa: E712
         )
         per_doc = (
             lines.with_columns(survives.alias("ok"), sentences.alias("n_sent"))
