@@ -117,7 +117,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "Gopher/C4 quality filters and MinHash-LSH near-dedup; every drop in rejects.parquet.",
         check_specs=[dg.AssetCheckSpec("accounting", asset=ASSET, blocking=True,
                                        description="per domain: staged rows = kept + dropped"), *_guard_checks(ctx)],
-        code_version=ctx.code_version("curation-1", "curation"),
+        code_version=ctx.code_version("curation-2", "curation"),
     )
     def curated_documents(context: dg.AssetExecutionContext, config: CurationRunConfig, curamix: CuramixResource):
         spec = curamix.load_spec()
