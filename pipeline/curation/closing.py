@@ -1,4 +1,5 @@
-"""The closing lines of a run: what staging rejected and quarantined, and what curation dropped, per domain.
+"""The closing lines of a run: what staging rejected and quarantined, what curation dropped and what
+pruning kept, per domain.
 
 Read from each stage's ``stats.json`` (nothing is recomputed), so ``curamix run`` can end with a word
 on what was lost instead of a bare "done", and a domain over the drop guard says so again there.
@@ -36,6 +37,9 @@ def closing_lines(root: DataRoot, domains: list[str]) -> list[str]:
                          f"({share:.0%})")
             if curated.get("guard"):
                 warnings.append(f"WARNING: {curated['guard']['message']}")
+        pruned = _stats(root, "pruned", domain)
+        if pruned is not None and "rows_in" in pruned and "rows_kept" in pruned:
+            parts.append(f"pruning ({pruned.get('method', '?')}) kept {pruned['rows_kept']} of {pruned['rows_in']}")
         if parts:
             lines.append(f"  {domain}: " + "; ".join(parts))
     if lines:
