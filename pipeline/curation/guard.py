@@ -29,7 +29,9 @@ def guard_verdict(report, guard) -> dict | None:
     top = sorted(report.drops_by_rule.items(), key=lambda kv: (-kv[1], kv[0]))[:TOP_REASONS]
     reasons = ", ".join(f"{rule} {count}" for rule, count in top)
     message = (f"curation dropped {rows:.0%} of {report.domain}'s documents ({size:.0%} of its bytes), more than the "
-               f"guard's {limit:.0%}; top reasons: {reasons or 'none'} (profile {report.profile}: check it with "
-               f"`curamix validate --sample 200`, or set curation.domains.{report.domain}.profile)")
+               f"guard's {limit:.0%}; top reasons: {reasons or 'none'}")
+    if top and "." in top[0][0]:  # a quality rule, not duplicates: the profile is the likely cause
+        message += (f" (profile {report.profile}: check it with `curamix validate --sample 200`, or set "
+                    f"curation.domains.{report.domain}.profile)")
     return {"exceeded": True, "limit": limit, "rows_dropped_fraction": round(rows, 4),
             "bytes_dropped_fraction": round(size, 4), "top_reasons": dict(top), "message": message}
