@@ -38,6 +38,7 @@ class DomainPreview:
     dropped: int = 0
     rules: list[RuleDrop] = field(default_factory=list)
     problems: list[str] = field(default_factory=list)  # files that staging would fail on or quarantine
+    filters: list[str] = field(default_factory=list)  # the domain's chain
 
 
 def sample_domain(spec: Spec, domain: str, n: int) -> tuple[pl.DataFrame, list[str]]:
@@ -69,6 +70,7 @@ def preview_domain(spec: Spec, domain: str, n: int) -> DomainPreview:
     sample, problems = sample_domain(spec, domain, n)
     preview = DomainPreview(domain, profile, why, sample.height, problems=problems)
     chain = filters_for(config.for_domain(domain)) if config.enabled and config.filters_enabled else []
+    preview.filters = [f.name for f in chain]
     if not chain or sample.height == 0:
         return preview
     preview.dropped = int(apply_filters(sample["text"], chain)["reason"].is_not_null().sum())
@@ -99,6 +101,8 @@ def format_preview(preview: DomainPreview) -> list[str]:
     for r in preview.rules:
         lines.append(f"  {r.rule} would drop {r.fraction:.0%} of {preview.domain}")
         lines += [f"      e.g. {where} ({detail}): {excerpt}" for where, detail, excerpt in r.examples]
-    if preview.documents and not preview.rules:
+    if not preview.filters:
+        lines.append("  no quality filter runs on this domain (profile none, or filters switched off)")
+    elif preview.documents and not preview.rules:
         lines.append("  no rule drops any sampled document")
     return lines
