@@ -108,7 +108,6 @@ NAME_WORDS: dict[str, str] = {
     **dict.fromkeys(["glossary", "glossaries", "dictionary", "dictionaries", "lexicon", "thesaurus", "gloss",
                      "glosses", "definitions"], "reference"),
 }
-DOMAIN_PROFILES = NAME_WORDS  # the historical name of the table
 
 
 def guess_profile(domain: str) -> tuple[str, str | None]:
