@@ -17,7 +17,39 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{spec.path.name}: ok — {len(spec.sources)} sources, {files} files, domains: {', '.join(spec.domains)}")
     print(f"data root: {spec.data_root}")
     print(f"spec hash: {spec.spec_hash}")
+    _print_curation_profiles(spec)
+    if args.sample:
+        _print_filter_dry_run(spec, args.sample)
     return 0
+
+
+def _print_curation_profiles(spec) -> None:
+    """Which filter profile each domain gets, and whether the spec says so or the name was guessed."""
+    print("curation profiles:")
+    for domain in spec.domains:
+        profile, why = spec.curation.profile_choice(domain)
+        print(f"  {domain}: profile {profile} ({why})")
+
+
+def _print_filter_dry_run(spec, sample: int) -> None:
+    from pipeline.curation.dry_run import format_preview, preview_domain
+
+    print(f"dry run of the quality filters on up to {sample} documents per domain "
+          "(each rule judged alone; deduplication and pruning not included):")
+    for domain in spec.domains:
+        print("\n".join(format_preview(preview_domain(spec, domain, sample))))
+
+
+def _print_profile_reference() -> None:
+    """The profiles, as YAML comments after the defaults (``curation.domains.<d>.profile``)."""
+    from pipeline.config.curation import PROFILE_OVERRIDES, PROFILES
+
+    print("# curation profiles: set curation.domains.<domain>.profile (else guessed from the domain's name,")
+    print("# which `curamix validate` shows); each changes the filter sections above as listed:")
+    for name, description in PROFILES.items():
+        print(f"#   {name}: {description}")
+        for section, changes in PROFILE_OVERRIDES[name].items():
+            print(f"#       {section}: {changes}")
 
 
 def cmd_defaults(args: argparse.Namespace) -> int:
@@ -27,6 +59,7 @@ def cmd_defaults(args: argparse.Namespace) -> int:
     from pipeline.spec import default_sections
 
     print(yaml.safe_dump(default_sections(), sort_keys=False, width=100), end="")
+    _print_profile_reference()
     return 0
 
 
@@ -49,10 +82,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     bar.close()
     spec = load_spec(args.spec, data_root=args.data_root)
     print(f"done: {len(results)} runs{' (stale only)' if args.stale_only else ''}; outputs under {spec.data_root}")
+    _print_closing_counts(spec)
     manifest = spec.data_root / "training_set" / "manifest.json"
     if manifest.exists():
         print(f"training set: {manifest.parent} (check it with: curamix verify {manifest.parent})")
     return 0
+
+
+def _print_closing_counts(spec) -> None:
+    from pipeline.curation.closing import closing_lines
+    from pipeline.store import DataRoot
+
+    for line in closing_lines(DataRoot(spec.data_root), spec.domains):
+        print(line)
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
@@ -75,6 +117,8 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     p = sub.add_parser("validate", help="check a spec and list what it will read")
     p.add_argument("spec")
+    p.add_argument("--sample", type=int, metavar="N", default=0,
+                   help="dry run: read up to N documents per domain and show what each quality rule would drop")
     p.set_defaults(func=cmd_validate)
     p = sub.add_parser("defaults", help="print every spec section with its default values")
     p.set_defaults(func=cmd_defaults)

@@ -14,7 +14,7 @@ import yaml
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
 from assets.resources import CuramixResource
-from pipeline.config.curation import CurationConfig
+from pipeline.config.curation import CurationConfig, check_domains
 from pipeline.config.typed import ConfigError, build, to_plain
 from pipeline.curation.run import STAGE, check_accounting, curate
 from pipeline.store import DataRoot
@@ -81,6 +81,25 @@ def accounting_check(root: DataRoot, domains: list[str]) -> dg.AssetCheckResult:
     )
 
 
+def guard_check(reports, *, blocking: bool) -> dg.AssetCheckResult:
+    """Fails when the stage dropped more of a domain than ``curation.guard`` allows."""
+    over = {d: r.guard for d, r in reports.items() if r.guard}
+    return dg.AssetCheckResult(
+        check_name="drop_guard", passed=not over,
+        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
+        metadata={"over_limit": "\n".join(g["message"] for g in over.values()) or "none",
+                  "top_reasons": dg.MetadataValue.json({d: g["top_reasons"] for d, g in over.items()})},
+    )
+
+
+def _guard_checks(ctx: BuildContext) -> list[dg.AssetCheckSpec]:
+    mode = ctx.spec.curation.guard.check
+    if mode == "off":
+        return []
+    return [dg.AssetCheckSpec("drop_guard", asset=ASSET, blocking=mode == "block",
+                              description="no domain loses more than curation.guard.max_drop_fraction")]
+
+
 def _drops_table(reports) -> dg.MetadataValue:
     reasons = sorted({r for rep in reports.values() for r in rep.drops})
     rows = [{"domain": d, "profile": rep.profile, "in": rep.rows_in, "kept": rep.rows_kept,
@@ -97,14 +116,21 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         description="Staged documents after exact dedup (normalized-text hash, all domains), per-domain "
         "Gopher/C4 quality filters and MinHash-LSH near-dedup; every drop in rejects.parquet.",
         check_specs=[dg.AssetCheckSpec("accounting", asset=ASSET, blocking=True,
-                                       description="per domain: staged rows = kept + dropped")],
-        code_version=ctx.code_version("curation-1", "curation"),
+                                       description="per domain: staged rows = kept + dropped"), *_guard_checks(ctx)],
+        code_version=ctx.code_version("curation-2", "curation"),
     )
     def curated_documents(context: dg.AssetExecutionContext, config: CurationRunConfig, curamix: CuramixResource):
         spec = curamix.load_spec()
         settings = config.apply(spec.curation)
+        try:
+            check_domains(settings, spec.domains)
+        except ConfigError as exc:
+            raise dg.Failure(f"invalid curation override: {exc}") from None
         root = DataRoot(spec.data_root)
         reports = curate(spec, config=settings, root=root, progress=context.log.info)
+        warnings = [r.guard["message"] for r in reports.values() if r.guard]
+        for message in warnings:
+            context.log.warning(message)
         rejects = (
             root.scan_rejects(STAGE).select("domain", "source", "source_row", "reason", "detail", "duplicate_of")
             .head(10).collect()
@@ -117,14 +143,20 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 "bytes_kept": sum(r.bytes_kept for r in reports.values()),
                 "drops_by_domain": dg.MetadataValue.json({d: r.drops for d, r in reports.items()}),
                 "drops_table": _drops_table(reports),
+                "drop_guard": dg.MetadataValue.md("\n".join(f"- **WARNING** {m}" for m in warnings) or "no domain over "
+                                                  f"the guard's limit ({settings.guard.max_drop_fraction})"),
+                "profiles": dg.MetadataValue.json({d: dict(zip(("profile", "why"), settings.profile_choice(d)))
+                                                   for d in spec.domains}),
                 "rejects_preview": preview_markdown(rejects.to_dicts()),
                 "config": dg.MetadataValue.json(json.loads(json.dumps(to_plain(settings), default=str))),
                 "path": dg.MetadataValue.path(str(root.stage_dir(STAGE))),
             },
         )
         yield accounting_check(root, spec.domains)
+        if spec.curation.guard.check != "off":  # the check the definitions declared (from the spec)
+            yield guard_check(reports, blocking=spec.curation.guard.check == "block")
 
     return StageDefinitions(assets=[curated_documents])
 
 
-__all__ = ["build_stage", "CurationRunConfig", "accounting_check"]
+__all__ = ["build_stage", "CurationRunConfig", "accounting_check", "guard_check"]

@@ -86,6 +86,18 @@ def _run_sweep(context, spec, bins: Bins, sweep, final_dir: Path) -> tuple[pl.Da
     return results, {**meta, "reused": False}
 
 
+def _skip(out: Path, context, *, empty_scores: bool = False) -> dg.MaterializeResult:
+    """Materialize a skipped asset cheaply: a note saying why, no model, an empty scores table."""
+    reason = "no configured step reads it (only pruning.method seta reads the difficulty scores)"
+    tmp = _tmp_dir(out)
+    write_json(tmp / "skipped.json", {"skipped": reason})
+    if empty_scores:
+        pl.DataFrame(schema=SCORE_COLUMNS).write_parquet(tmp / "scores.parquet")
+    replace_dir(tmp, out)  # no stale model or scores of an earlier configuration stay behind
+    context.log.info(f"skipped: {reason}")
+    return dg.MaterializeResult(metadata={"skipped": reason, "path": dg.MetadataValue.path(str(out))})
+
+
 def _loss_curves(base: Path, sweeps: list[str]) -> bytes | None:
     """Mean validation loss against training step, one line per proxy (the first 24 of each sweep)."""
     curves = {}
@@ -99,6 +111,12 @@ def _loss_curves(base: Path, sweeps: list[str]) -> bytes | None:
     if not curves:
         return None
     return plots.loss_curves(curves, title="Proxy validation loss (mean over domains)", max_legend=8)
+
+
+def _scores_read_by(spec) -> str | None:
+    """The configured step that reads the difficulty scores (and so the reference proxy), or None."""
+    pruning = spec.pruning
+    return "pruning.method seta" if pruning.active and pruning.method == "seta" else None
 
 
 def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_path: Path) -> dg.AssetCheckResult:
@@ -148,15 +166,24 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                                    data_version=dg.DataVersion(sha[:16]))
         yield roundtrip_check(root, "curated", spec.domains, root.root / "tokenizer" / "tokenizer.json")
 
+    # Both read the curated documents (the proxy trains on them, the scores cover them) and are read only
+    # by SeTa pruning: unless it is configured they are skipped cheaply (and re-run when it is).
+    read_by = _scores_read_by(ctx.spec)
+    skipped = "" if read_by else "-skipped"
+
     @dg.asset(
-        name="reference_proxy", deps=["tokenizer"], group_name="proxies", kinds={"pytorch", "safetensors"},
-        description="One proxy trained on the natural mixture (token shares) of the curated pool; scores documents.",
-        code_version=ctx.code_version("reference-proxy-1", "proxies"),
+        name="reference_proxy", deps=["tokenizer", "curated_documents"], group_name="proxies",
+        kinds={"pytorch", "safetensors"},
+        description="One proxy trained on the natural mixture (token shares) of the curated pool; scores documents. "
+        "Skipped unless a configured step reads the difficulty scores (pruning.method seta).",
+        code_version=ctx.code_version(f"reference-proxy-1{skipped}", "proxies"),
     )
     def reference_proxy(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
         root = DataRoot(spec.data_root)
         cfg = spec.proxies
+        if not _scores_read_by(spec):
+            return _skip(root.root / "reference_proxy", context)
         tmp = _tmp_dir(root.root / "reference_proxy")
         tok_dir = root.root / "tokenizer"
         tok = load_tokenizer(tok_dir / "tokenizer.json")
@@ -183,14 +210,18 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                                               "path": dg.MetadataValue.path(str(root.root / "reference_proxy"))})
 
     @dg.asset(
-        name="difficulty_scores", deps=["reference_proxy"], group_name="proxies", kinds={"parquet", "pytorch"},
-        description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score).",
-        code_version=ctx.code_version("difficulty-scores-1", "proxies"),
+        name="difficulty_scores", deps=["reference_proxy", "tokenizer", "curated_documents"], group_name="proxies",
+        kinds={"parquet", "pytorch"},
+        description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score). "
+        "Skipped (an empty table) unless a configured step reads it (pruning.method seta).",
+        code_version=ctx.code_version(f"difficulty-scores-1{skipped}", "proxies"),
     )
     def difficulty_scores(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
         root = DataRoot(spec.data_root)
         out = root.root / "difficulty_scores"
+        if not _scores_read_by(spec):
+            return _skip(out, context, empty_scores=True)
         out.mkdir(parents=True, exist_ok=True)
         if spec.proxies.enabled:
             model, _ = load_proxy(root.root / "reference_proxy")

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import yaml
 
-from pipeline.config.curation import CurationConfig
+from pipeline.config.curation import CurationConfig, check_domains
 from pipeline.config.execution import ExecutionConfig
 from pipeline.config.mixing import MixingConfig
 from pipeline.config.operations import OperationsConfig
@@ -153,6 +153,7 @@ def spec_from_dict(data: dict, *, path: Path, data_root: str | os.PathLike | Non
             if source.name in seen:
                 raise ConfigError(f"sources[{i}].name", f"{source.name!r} is already used by sources[{seen[source.name]}]")
             seen[source.name] = i
+        check_domains(body.curation, list(dict.fromkeys(s.domain for s in body.sources)))
         files = {s.name: _resolve_source(path.parent, i, s) for i, s in enumerate(body.sources)}
     except ConfigError as exc:
         raise SpecError(f"{label}: {exc}") from None

@@ -20,6 +20,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
@@ -255,6 +256,8 @@ def stage_file(
                 + f" [source {source.name!r}; set staging.on_bad_file: quarantine to skip such files]"
             ) from None
         _quarantine(source, out_path, pending, rejects, reasons, exc, display, config)
+        if rows_read == 0:
+            _reject_whole_file(source, rejects, exc, display)
         stats.quarantined_files.append(
             {"file": display, "reason": exc.reason, "detail": exc.detail, "rows_read": rows_read}
         )
@@ -291,6 +294,23 @@ def _quarantine(source, out_path, pending, rejects, reasons, exc, display, confi
     for row, text in pending:
         move(row, text)
     pending.clear()
+
+
+# ``source_row`` of the reject row that stands for a whole quarantined file (rows are numbered from 1).
+WHOLE_FILE_ROW = 0
+
+
+def _reject_whole_file(source, rejects, exc, display) -> None:
+    """A quarantined file of which no row could be read still leaves one reject row: the file itself.
+
+    It is not a row read, so the per-source accounting (rows read = kept + rejected) leaves it out.
+    """
+    rejects.add({
+        "stage": STAGE, "domain": source.domain, "source": source.name, "source_file": display,
+        "source_row": WHOLE_FILE_ROW, "doc_id": None, "reason": "quarantined_file",
+        "detail": f"file quarantined: {exc.reason}: {exc.detail} (0 rows read; this row stands for the whole file)",
+        "duplicate_of": None, "excerpt": "",
+    })
 
 
 @dataclass
@@ -363,7 +383,9 @@ def check_accounting(root: DataRoot, domain: str) -> CheckOutcome:
     """Re-count the written files and compare with what staging read, per source."""
     stats = root.read_stats(STAGE, domain)
     kept = root.scan(STAGE, [domain]).group_by("source").len().collect()
-    rejected = root.scan_rejects(STAGE, [domain]).group_by("source").len().collect()
+    # rows read = kept + rejected; a whole-file reject row (a quarantined file with no readable row) is no row read
+    rejected = (root.scan_rejects(STAGE, [domain]).filter(pl.col("source_row") != WHOLE_FILE_ROW)
+                .group_by("source").len().collect())
     kept_by = dict(zip(kept["source"].to_list(), kept["len"].to_list()))
     rejected_by = dict(zip(rejected["source"].to_list(), rejected["len"].to_list()))
     problems = []

@@ -40,4 +40,8 @@ def test_asset_materializes_with_accounting_check(tmp_path, data_root):
     meta = mats[0].metadata
     assert meta["rows_in"].value == meta["rows_kept"].value + meta["rows_dropped"].value
     assert "exact_duplicate" in meta["drops_by_domain"].value["web"]
+    # issue 18: each domain's profile and why, and the guard's verdict, in the metadata
+    assert meta["profiles"].value["code"] == {"profile": "code", "why": "guessed from the word 'code' of the name; "
+                                                                        "set curation.domains.code.profile"}
+    assert "drop_guard" in meta
     assert DataRoot(data_root).domains(STAGE) == ["books", "code", "web"]

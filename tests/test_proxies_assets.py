@@ -29,6 +29,7 @@ sources:
   - {{name: reviews, path: {RAW / 'web_movie_reviews.jsonl.zst'}, domain: web}}
   - {{name: wiki, path: {RAW / 'ref_wikipedia_gensim_sample.jsonl.zst'}, domain: wiki}}
 tokenizer: {{vocab_size: 320, max_training_bytes: 200000}}
+pruning: {{method: seta}}
 proxies:
   model: {{n_layers: 1, d_model: 32, n_heads: 2, d_ff: 64, seq_len: 32}}
   train: {{steps: 4, batch_size: 4, warmup_steps: 1, eval_tokens: 256, eval_at: [2], device: cpu, compile: false}}
@@ -88,3 +89,34 @@ def test_proxy_assets_materialize(data_root, tmp_path):
     again = job.execute_in_process(asset_selection=[dg.AssetKey("proxy_runs")], instance=instance)
     assert again.asset_materializations_for_node("proxy_runs")[0].metadata["sweeps"].value["s1"]["reused"] is True
     assert pl.read_parquet(root.root / "proxy_runs" / "s1" / "results.parquet").equals(results)
+
+
+def test_proxy_assets_declare_what_they_read_and_skip_scores_nobody_reads(data_root, tmp_path):
+    """Issue 18 item 5: reference_proxy and difficulty_scores depend on the curated documents (and the
+    tokenizer) they train on and score; without SeTa pruning nothing reads them, so they are skipped
+    cheaply, and switching SeTa on changes their code version (so they become stale and re-run)."""
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(SPEC.replace("pruning: {method: seta}\n", ""))
+    (tmp_path / "probe.jsonl").write_text(json.dumps({"q": "what?", "a": "1"}))
+    spec = load_spec(spec_path)
+    parts = build_stage(BuildContext(spec=spec, domain_partitions=dg.StaticPartitionsDefinition(spec.domains)))
+    assets = {a.key.to_user_string(): a for a in parts.assets}
+    for name in ("reference_proxy", "difficulty_scores"):
+        deps = {k.to_user_string() for k in assets[name].dependency_keys}
+        assert {"curated_documents", "tokenizer"} <= deps, (name, deps)
+    defs = dg.Definitions(assets=parts.assets, resources={"curamix": CuramixResource(spec_path=str(spec_path))})
+    result = defs.resolve_implicit_global_asset_job_def().execute_in_process(
+        asset_selection=[dg.AssetKey("reference_proxy"), dg.AssetKey("difficulty_scores")])
+    assert result.success  # no tokenizer, no curated documents on disk: nothing was read
+    meta = result.asset_materializations_for_node("difficulty_scores")[0].metadata
+    assert "pruning.method seta" in meta["skipped"].value
+    root = DataRoot(spec.data_root)
+    assert pl.read_parquet(root.root / "difficulty_scores" / "scores.parquet").height == 0
+    assert not (root.root / "reference_proxy" / "model.safetensors").exists()
+    from pipeline.config.pruning import PruningConfig
+    from pipeline.spec import replace_section
+
+    with_seta = replace_section(spec, pruning=PruningConfig(method="seta"))
+    again = build_stage(BuildContext(spec=with_seta, domain_partitions=dg.StaticPartitionsDefinition(spec.domains)))
+    versions = {a.key.to_user_string(): a.code_versions_by_key[a.key] for a in again.assets}
+    assert versions["difficulty_scores"] != assets["difficulty_scores"].code_versions_by_key[assets["difficulty_scores"].key]

@@ -213,3 +213,30 @@ def test_restaging_is_byte_identical(tmp_path):
     stage_domain(spec, "web")
     assert _tree_digest(spec.data_root / "documents") == first
     assert not list((spec.data_root / "documents").glob("*.tmp-*"))
+
+
+def test_quarantined_file_without_a_readable_row_leaves_one_reject_row(tmp_path):
+    """Issue 18 item 6: a Parquet file without the text column and a zstd file with no decodable row,
+    quarantined: each leaves one reject row for the whole file, and the accounting still holds."""
+    from assets.staging import accounting_check
+    from pipeline.curation.closing import closing_lines
+
+    pq.write_table(pa.table({"body": [f"row {i}" for i in range(10)]}), tmp_path / "p.parquet")
+    data = zstandard.ZstdCompressor().compress(jsonl([{"text": f"row {i} " * 20} for i in range(50)]))
+    (tmp_path / "z.jsonl.zst").write_bytes(b"\x00" * 8 + data[8:])
+    (tmp_path / "ok.jsonl").write_bytes(jsonl(RECORDS))
+    spec = make_spec(tmp_path, [{"name": "p", "path": "p.parquet", "domain": "web", "text_field": "content"},
+                                {"name": "z", "path": "z.jsonl.zst", "domain": "web"},
+                                {"name": "ok", "path": "ok.jsonl", "domain": "web"}],
+                     staging={"on_bad_file": "quarantine"})
+    stats, docs, rejects = staged(spec, "web")
+    files = rejects.filter(pl.col("source_row") == 0).sort("source")
+    assert files.select("source", "source_file", "reason").rows() == [
+        ("p", "p.parquet", "quarantined_file"), ("z", "z.jsonl.zst", "quarantined_file")]
+    assert files["detail"][0].startswith("file quarantined: missing_column: no column 'content'")
+    assert "0 rows read" in files["detail"][0] and files["detail"][1].startswith("file quarantined: corrupt_archive")
+    assert stats.sources["p"].rows_read == 0 and stats.sources["p"].rows_rejected == 0
+    assert docs.height == stats.sources["ok"].rows_kept > 0
+    assert accounting_check(DataRoot(spec.data_root), "web").passed
+    lines = closing_lines(DataRoot(spec.data_root), ["web"])
+    assert lines[1] == f"  web: staging rejected {stats.rows_rejected} of {stats.rows_read} rows (0 rows in 2 quarantined files)"

@@ -4,24 +4,25 @@ Order of the stage: exact dedup (global) -> heuristic quality filters (per domai
 near-duplicate removal (global, over the documents the filters kept). Every threshold below is a
 field; ``None`` switches a single rule off, ``enabled: false`` a whole filter.
 
-Filter settings are resolved per domain: the top-level ``gopher_quality`` / ``gopher_repetition`` /
-``c4`` sections are the *prose* defaults; a domain is curated with a *profile* (``prose``, ``code``,
-``math``, ``dialogue``) whose built-in adjustments are applied on top (``PROFILE_OVERRIDES``), then the
-domain's own overrides from ``domains.<name>``. A domain named in ``DOMAIN_PROFILES`` (``code``,
-``math``, ``dialogue``, ``encyclopedia``, ``techdocs``, ...) gets that profile unless it names another
-one, so the embedded spec's domains are not judged by prose rules that count symbols and formulas as
-words or take wiki templates for JavaScript.
+The quality filters come from the registry in ``pipeline/curation/filters`` (one module per filter);
+each contributes a section ``curation.<filter>`` holding its *prose* defaults. A domain is curated
+with a *profile* (``PROFILES``): each filter says what the profile changes in its section, then the
+domain's own overrides from ``domains.<name>`` apply. A domain states its profile in
+``domains.<name>.profile``; without one the profile is guessed from the domain's name
+(``guess_profile``), and ``curamix validate`` prints which profile each domain gets and why.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pipeline.config.typed import ConfigError, build
+from pipeline.curation.filters import C4Config, GopherQualityConfig, GopherRepetitionConfig, registered
 
-Profile = Literal["prose", "code", "math", "dialogue", "markup"]
+Profile = Literal["prose", "code", "math", "dialogue", "markup", "reference", "none"]
 
 
 @dataclass(frozen=True)
@@ -70,167 +71,113 @@ class MinHashConfig:
             raise ValueError("threshold must be in (0, 1]")
 
 
+# Each filter's spec section (its prose defaults), in chain order; from the filter registry.
+FILTER_SECTIONS: dict[str, type] = {f.name: f.Config for f in registered()}
+
+# The profiles a domain can be curated with; what each changes is data on each filter (its ``profiles``).
+PROFILES: dict[str, str] = {
+    "prose": "web text, books, articles, speeches: every filter at its published defaults",
+    "code": "source code: no prose-shape rules; repetition only on substantial lines",
+    "math": "maths problems, proofs, LaTeX: formulas are not words; short texts allowed",
+    "dialogue": "chat and dialogue turns: short unpunctuated turns, repeated formulas",
+    "markup": "documentation and marked-up text (reST, Markdown, POD, man pages, wikitext): no C4 "
+              "line/bracket rules, looser symbol and repetition limits",
+    "reference": "reference entries (glossaries, dictionaries): short and identically formatted",
+    "none": "no quality filter (deduplication still applies)",
+}
+assert set(get_args(Profile)) == set(PROFILES)
+
+
+def profile_overrides(profile: str) -> dict[str, dict[str, Any]]:
+    """What ``profile`` changes in each filter's section (``none`` switches every filter off)."""
+    if profile == "none":
+        return {name: {"enabled": False} for name in FILTER_SECTIONS}
+    return {f.name: dict(f.profiles[profile]) for f in registered() if profile in f.profiles}
+
+
+PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {p: profile_overrides(p) for p in PROFILES}
+
+# The default guess: words of a domain's name that suggest a profile (any other name: "prose").
+NAME_WORDS: dict[str, str] = {
+    **dict.fromkeys(["code", "src", "source", "sources", "programs", "programming", "scripts"], "code"),
+    **dict.fromkeys(["math", "maths", "mathematics", "arithmetic", "proofs"], "math"),
+    **dict.fromkeys(["dialogue", "dialogues", "dialog", "chat", "chats", "conversation", "conversations"],
+                    "dialogue"),
+    **dict.fromkeys(["docs", "doc", "documentation", "techdocs", "manual", "manuals", "man", "manpages", "rst",
+                     "markdown", "pod", "readme", "wiki", "wikipedia", "encyclopedia", "reference", "law", "legal"], "markup"),
+    **dict.fromkeys(["glossary", "glossaries", "dictionary", "dictionaries", "lexicon", "thesaurus", "gloss",
+                     "glosses", "definitions"], "reference"),
+}
+
+
+def guess_profile(domain: str) -> tuple[str, str | None]:
+    """(profile, the word of the name it was guessed from); the last matching word wins ("perl_docs": docs)."""
+    for word in reversed(re.split(r"[^a-z0-9]+", domain.lower())):
+        if word in NAME_WORDS:
+            return NAME_WORDS[word], word
+    return "prose", None
+
+
 @dataclass(frozen=True)
-class GopherQualityConfig:
-    """Gopher quality rules (Rae et al., 2021, "Scaling Language Models", appendix A.1.1)."""
+class GuardConfig:
+    """Warn loudly when the stage drops more than ``max_drop_fraction`` of a domain (documents or bytes).
 
-    enabled: bool = True
-    min_doc_words: int | None = 50
-    max_doc_words: int | None = 100_000
-    min_avg_word_length: float | None = 3.0
-    max_avg_word_length: float | None = 10.0
-    # '#' count and ellipsis count, each relative to the number of words.
-    max_symbol_word_ratio: float | None = 0.1
-    max_bullet_lines_ratio: float | None = 0.9
-    max_ellipsis_lines_ratio: float | None = 0.3
-    # At least this fraction of words must contain an alphabetic character.
-    min_alpha_words_ratio: float | None = 0.8
-    min_stop_words: int | None = 2
-    stop_words: list[str] = field(default_factory=lambda: ["the", "be", "to", "of", "and", "that", "have", "with"])
-
-
-@dataclass(frozen=True)
-class GopherRepetitionConfig:
-    """Gopher repetition rules (Rae et al., 2021, table A1)."""
-
-    enabled: bool = True
-    dup_line_frac: float | None = 0.3
-    dup_para_frac: float | None = 0.3
-    dup_line_char_frac: float | None = 0.2
-    dup_para_char_frac: float | None = 0.2
-    # Lines / paragraphs shorter than this (stripped characters) are ignored by the duplicate counts:
-    # 0 counts every non-empty one (the paper); code sets it higher so lone braces do not count.
-    min_line_chars: int = 0
-    # Most frequent n-gram's character share, n = 2, 3, 4.
-    top_ngram_char_frac: dict[int, float] = field(default_factory=lambda: {2: 0.20, 3: 0.18, 4: 0.16})
-    # Share of characters covered by n-grams that occur more than once, n = 5..10.
-    dup_ngram_char_frac: dict[int, float] = field(
-        default_factory=lambda: {5: 0.15, 6: 0.14, 7: 0.13, 8: 0.12, 9: 0.11, 10: 0.10}
-    )
-
-
-@dataclass(frozen=True)
-class C4Config:
-    """C4 rules (Raffel et al., 2020, section 2.2), applied as a document filter.
-
-    A line "survives" if it ends in terminal punctuation, has at least ``min_words_per_line`` words and
-    mentions neither "javascript" nor a cookie/terms-of-use phrase. A document is dropped if it contains
-    "lorem ipsum", if a surviving line holds a curly bracket, or if the surviving lines hold fewer than
-    ``min_num_sentences`` sentences. Unlike C4 (and DataTrove), we never rewrite the kept text: the stage
-    keeps documents byte-identical to staging so ``doc_id`` stays the hash of what is kept.
+    The warning goes to the console, the asset's metadata and ``stats.json`` with the top reasons;
+    ``check: block`` adds a blocking asset check (nothing downstream runs), ``warn`` a non-blocking one.
     """
 
-    enabled: bool = True
-    min_num_sentences: int | None = 5
-    min_words_per_line: int = 3
-    max_word_length: int | None = 1000
-    filter_no_terminal_punct: bool = True
-    filter_lorem_ipsum: bool = True
-    filter_javascript: bool = True
-    filter_curly_bracket: bool = True
-    filter_policy: bool = True
+    max_drop_fraction: float | None = 0.5
+    check: Literal["off", "warn", "block"] = "off"
 
-
-FILTER_SECTIONS: dict[str, type] = {
-    "gopher_quality": GopherQualityConfig,
-    "gopher_repetition": GopherRepetitionConfig,
-    "c4": C4Config,
-}
-
-# Built-in adjustments per profile, applied over the top-level (prose) filter sections.
-PROFILE_OVERRIDES: dict[str, dict[str, dict[str, Any]]] = {
-    "prose": {},
-    # Source code: word-shape rules (stop words, alphabetic words, word length, terminal punctuation,
-    # curly brackets) describe English prose, not programs. Keep the repetition rules, but only for
-    # substantial lines (closing braces and blank-ish lines repeat in every healthy file) and with the
-    # n-gram rules loosened, since identifiers and call patterns legitimately recur.
-    "code": {
-        "gopher_quality": {"enabled": False},
-        "c4": {"enabled": False},
-        "gopher_repetition": {
-            "min_line_chars": 12, "dup_line_frac": 0.5, "dup_line_char_frac": 0.5, "dup_para_frac": 0.5,
-            "dup_para_char_frac": 0.5, "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.6},
-        },
-    },
-    # Maths: formulas and LaTeX are words of digits and symbols; problems are short. Keep a minimal
-    # length and the repetition rules for boilerplate; drop the prose-shape rules.
-    "math": {
-        "gopher_quality": {
-            "min_doc_words": 10, "max_doc_words": None, "min_avg_word_length": None, "max_avg_word_length": None,
-            "min_alpha_words_ratio": None, "min_stop_words": None, "max_symbol_word_ratio": None,
-            "max_bullet_lines_ratio": None,
-        },
-        "c4": {"enabled": False},
-        "gopher_repetition": {
-            "min_line_chars": 12, "dup_line_frac": 0.5, "dup_line_char_frac": 0.5, "dup_para_frac": 0.5,
-            "dup_para_char_frac": 0.5, "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.5},
-        },
-    },
-    # Dialogue: many short turns ("USER: yes.") that end without punctuation, repeat politeness
-    # formulas, and speaker tags that dominate the top n-grams.
-    "dialogue": {
-        "gopher_quality": {"min_doc_words": 10, "min_stop_words": 1, "max_avg_word_length": 12.0},
-        "c4": {"enabled": False},
-        "gopher_repetition": {
-            "dup_line_frac": 0.5, "dup_line_char_frac": 0.4, "dup_para_frac": None, "dup_para_char_frac": None,
-            "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.4},
-        },
-    },
-    # Marked-up reference text (wikitext, reStructuredText, Markdown docs): prose inside templates,
-    # tables and directives. Curly brackets, headings without punctuation, "====" underlines and
-    # repeated directive lines are the format, not low quality.
-    "markup": {
-        "gopher_quality": {"min_doc_words": 20, "min_alpha_words_ratio": 0.6, "max_symbol_word_ratio": 0.3,
-                           "max_avg_word_length": 12.0},
-        "c4": {"enabled": False},
-        "gopher_repetition": {
-            "min_line_chars": 12, "dup_line_frac": 0.4, "dup_line_char_frac": 0.3, "dup_para_frac": 0.4,
-            "dup_para_char_frac": 0.3, "top_ngram_char_frac": {}, "dup_ngram_char_frac": {10: 0.3},
-        },
-    },
-}
-
-# Domain names that pick a profile without saying so (any other name: "prose").
-DOMAIN_PROFILES: dict[str, str] = {
-    "code": "code", "math": "math", "dialogue": "dialogue",
-    "encyclopedia": "markup", "reference": "markup", "techdocs": "markup", "docs": "markup", "law": "markup",
-}
+    def __post_init__(self) -> None:
+        if self.max_drop_fraction is not None and not 0.0 <= self.max_drop_fraction <= 1.0:
+            raise ConfigError("max_drop_fraction", "must be in [0, 1]")
 
 
 @dataclass(frozen=True)
-class DomainCurationConfig:
-    """Per-domain settings: a profile and partial overrides of the filter sections."""
+class DomainSettings:
+    """Per-domain settings: a profile, near-dedup participation, and (added below) one partial override
+    per filter section, e.g. ``domains: {web: {gopher_quality: {min_doc_words: 20}}}``."""
 
     profile: Profile | None = None
     # Take part in near-duplicate removal (documents of a domain that opts out are never removed as
     # near copies, and never make other documents near copies either).
     near_dedup: bool | None = None
-    gopher_quality: dict[str, Any] | None = None
-    gopher_repetition: dict[str, Any] | None = None
-    c4: dict[str, Any] | None = None
+
+
+DomainCurationConfig = dataclasses.make_dataclass(
+    "DomainCurationConfig", [(name, dict[str, Any] | None, None) for name in FILTER_SECTIONS],
+    bases=(DomainSettings,), frozen=True, namespace={"__doc__": DomainSettings.__doc__, "__module__": __name__})
 
 
 @dataclass(frozen=True)
 class DomainFilters:
-    """The resolved filter settings of one domain."""
+    """The resolved filter settings of one domain: ``sections`` maps each filter to its config, in chain
+    order (also readable as attributes: ``resolved.c4``)."""
 
     profile: str
     near_dedup: bool
-    gopher_quality: GopherQualityConfig
-    gopher_repetition: GopherRepetitionConfig
-    c4: C4Config
+    sections: dict[str, Any]
+
+    def __getattr__(self, name: str):
+        sections = self.__dict__.get("sections", {})
+        if name in sections:
+            return sections[name]
+        raise AttributeError(name)
 
 
 @dataclass(frozen=True)
-class CurationConfig:
+class CurationSettings:
+    """The section's own settings; each registered filter adds its section below (``CurationConfig``)."""
+
     enabled: bool = True
     exact_dedup: ExactDedupConfig = field(default_factory=ExactDedupConfig)
     near_dedup: MinHashConfig = field(default_factory=MinHashConfig)
     filters_enabled: bool = True
-    gopher_quality: GopherQualityConfig = field(default_factory=GopherQualityConfig)
-    gopher_repetition: GopherRepetitionConfig = field(default_factory=GopherRepetitionConfig)
-    c4: C4Config = field(default_factory=C4Config)
+    # Per domain: ``profile`` (see PROFILES; guessed from the name when unset), ``near_dedup`` and
+    # overrides of the filter sections. Every key must be one of the spec's domains.
     domains: dict[str, DomainCurationConfig] = field(default_factory=dict)
+    guard: GuardConfig = field(default_factory=GuardConfig)
     # Text per batch (filters and shingling work on one batch at a time, vectorized): bounds the
     # stage's memory; larger batches are barely faster.
     batch_bytes: int = 2_000_000
@@ -244,20 +191,45 @@ class CurationConfig:
                 raise ConfigError(f"domains.{name}.{exc.path}", exc.message) from None
 
     def profile_of(self, domain: str) -> str:
+        return self.profile_choice(domain)[0]
+
+    def profile_choice(self, domain: str) -> tuple[str, str]:
+        """(profile, why): set in the spec, or guessed from the domain's name."""
         own = self.domains.get(domain)
         if own is not None and own.profile is not None:
-            return own.profile
-        return DOMAIN_PROFILES.get(domain, "prose")
+            return own.profile, f"set in curation.domains.{domain}.profile"
+        profile, word = guess_profile(domain)
+        source = f"guessed from the word {word!r} of the name" if word else "guessed from the name"
+        return profile, f"{source}; set curation.domains.{domain}.profile"
 
     def for_domain(self, domain: str) -> DomainFilters:
         """Top-level section <- profile adjustments <- the domain's overrides."""
         own = self.domains.get(domain) or DomainCurationConfig()
         profile = self.profile_of(domain)
-        resolved = {}
-        for section, cls in FILTER_SECTIONS.items():
-            base = dataclasses.asdict(getattr(self, section))
-            base.update(PROFILE_OVERRIDES[profile].get(section, {}))
-            base.update(getattr(own, section) or {})
-            resolved[section] = build(cls, base, section)
+        adjust = PROFILE_OVERRIDES[profile]
+        sections = {}
+        for name, cls in FILTER_SECTIONS.items():
+            base = dataclasses.asdict(getattr(self, name))
+            base.update(adjust.get(name, {}))
+            base.update(getattr(own, name) or {})
+            sections[name] = build(cls, base, name)
         near = own.near_dedup if own.near_dedup is not None else True
-        return DomainFilters(profile=profile, near_dedup=near, **resolved)
+        return DomainFilters(profile=profile, near_dedup=near, sections=sections)
+
+
+CurationConfig = dataclasses.make_dataclass(
+    "CurationConfig", [(name, cls, field(default_factory=cls)) for name, cls in FILTER_SECTIONS.items()],
+    bases=(CurationSettings,), frozen=True, namespace={"__doc__": CurationSettings.__doc__, "__module__": __name__})
+
+
+def check_domains(config: CurationSettings, domains: list[str]) -> None:
+    """Refuse ``curation.domains`` keys that name no domain of the spec (a typo would be ignored)."""
+    unknown = sorted(set(config.domains) - set(domains))
+    if unknown:
+        raise ConfigError(f"curation.domains.{unknown[0]}",
+                          f"unknown domain (the spec's domains: {', '.join(domains)})")
+
+
+__all__ = ["C4Config", "CurationConfig", "DomainCurationConfig", "DomainFilters", "ExactDedupConfig",
+           "FILTER_SECTIONS", "GopherQualityConfig", "GopherRepetitionConfig", "GuardConfig", "MinHashConfig",
+           "PROFILES", "check_domains", "guess_profile"]

@@ -18,19 +18,11 @@ import numpy as np
 import polars as pl
 
 from pipeline.config.curation import MinHashConfig
+from pipeline.curation.hashes import mix64
 from pipeline.curation.normalize import minhash_chars, minhash_words
 
 MAX_U32 = np.uint32(0xFFFFFFFF)
 _SHIFT = np.uint64(32)
-
-
-def mix64(x: np.ndarray) -> np.ndarray:
-    """SplitMix64 finalizer: a bijective scramble of uint64 values (avalanche for combined keys)."""
-    x = x ^ (x >> np.uint64(30))
-    x = x * np.uint64(0xBF58476D1CE4E5B9)
-    x = x ^ (x >> np.uint64(27))
-    x = x * np.uint64(0x94D049BB133111EB)
-    return x ^ (x >> np.uint64(31))
 
 
 def _odd_constants(seed: int, n: int) -> np.ndarray:

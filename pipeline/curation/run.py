@@ -36,7 +36,8 @@ from pipeline.config.curation import CurationConfig
 from pipeline.config.typed import to_plain
 from pipeline.curation import minhash as mh
 from pipeline.curation.exact_dedup import exact_dedup
-from pipeline.curation.filters import apply_filters, filters_for
+from pipeline.curation.filters import apply_filters, filters_for, rule_of
+from pipeline.curation.guard import guard_verdict
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 from pipeline.spec import Spec
 from pipeline.store import DataRoot, write_json
@@ -59,6 +60,10 @@ class DomainReport:
     bytes_in: int = 0
     bytes_kept: int = 0
     drops: dict[str, int] = field(default_factory=dict)
+    # the same drops by rule ("gopher_quality.min_stop_words", "exact_duplicate", ...)
+    drops_by_rule: dict[str, int] = field(default_factory=dict)
+    # set when the stage dropped more of the domain than ``curation.guard`` allows (see guard.py)
+    guard: dict | None = None
 
     @property
     def rows_dropped(self) -> int:
@@ -192,7 +197,7 @@ def _curate(spec, config: CurationConfig, root, domains, files, work, say) -> di
                 sink.add(frame["gidx"].to_numpy()[keep], frame["text"].filter(pl.Series(keep)))
         filter_drops[domain] = pl.concat(parts) if parts else pl.DataFrame(
             schema={"gidx": pl.Int64, "reason": pl.String, "detail": pl.String})
-        say(f"curation: {domain}: filters ({', '.join(f.name for f in chain) or 'none'}) dropped "
+        say(f"curation: {domain} (profile {resolved.profile}): filters ({', '.join(f.name for f in chain) or 'none'}) dropped "
             f"{filter_drops[domain].height}")
     near = sink.resolve() if sink is not None else None
     near_by_domain = _near_rejects(near, exact.unique_files) if near is not None else {}
@@ -204,6 +209,9 @@ def _curate(spec, config: CurationConfig, root, domains, files, work, say) -> di
             near_by_domain.get(domain, _EMPTY_DROPS),
         ], how="vertical_relaxed")
         reports[domain] = _write_domain(root, domain, exact, drops, config)
+        if reports[domain].guard:
+            log.warning(reports[domain].guard["message"])
+            say(f"WARNING: {reports[domain].guard['message']}")
     return reports
 
 
@@ -237,6 +245,7 @@ def _write_domain(root: DataRoot, domain: str, exact, drops: pl.DataFrame, confi
     resolved = config.for_domain(domain)
     report = DomainReport(domain=domain, profile=resolved.profile, rows_in=exact.rows_in.get(domain, 0))
     reasons: Counter[str] = Counter()
+    rules: Counter[str] = Counter()
     with root.write_domain(STAGE, domain) as out:
         (out / "data").mkdir()
         rejects = pq.ParquetWriter(out / "rejects.parquet", REJECT_SCHEMA, **_PARQUET)
@@ -244,6 +253,7 @@ def _write_domain(root: DataRoot, domain: str, exact, drops: pl.DataFrame, confi
         if exact_rows.height:
             rejects.write_table(exact_rows.to_arrow().select(REJECT_SCHEMA.names).cast(REJECT_SCHEMA))
             reasons["exact_duplicate"] += exact_rows.height
+            rules["exact_duplicate"] += exact_rows.height
             report.bytes_in += _exact_bytes(root, domain, exact_rows)
         writer = None
         path = exact.unique_files.get(domain)
@@ -259,6 +269,7 @@ def _write_domain(root: DataRoot, domain: str, exact, drops: pl.DataFrame, confi
                 )
                 rejects.write_table(rows.to_arrow().cast(REJECT_SCHEMA))
                 reasons.update(dict(dropped["reason"].value_counts().iter_rows()))
+                rules.update(dict(_rule_keys(dropped).value_counts().iter_rows()))
             if kept.height:
                 if writer is None:
                     writer = pq.ParquetWriter(out / "data" / "part-00000.parquet", DOCUMENT_SCHEMA, **_PARQUET)
@@ -269,12 +280,23 @@ def _write_domain(root: DataRoot, domain: str, exact, drops: pl.DataFrame, confi
             writer.close()
         rejects.close()
         report.drops = dict(sorted(reasons.items()))
+        report.drops_by_rule = dict(rules.most_common())
+        report.guard = guard_verdict(report, config.guard)
         write_json(out / "stats.json", {
             **report.to_dict(),
+            "profile_reason": config.profile_choice(domain)[1],
             "config": {"exact_dedup": to_plain(config.exact_dedup), "near_dedup": to_plain(config.near_dedup),
                        "filters_enabled": config.filters_enabled, "domain": to_plain(resolved)},
         })
     return report
+
+
+def _rule_keys(dropped: pl.DataFrame) -> pl.Series:
+    """"<filter>.<rule>" for a filter drop, the reason alone for the others (duplicates)."""
+    rule = rule_of(pl.col("detail"))
+    is_filter = ~pl.col("reason").is_in([NEAR_DUPLICATE, "exact_duplicate"]) & rule.is_not_null()
+    return dropped.select(pl.when(is_filter).then(pl.col("reason") + "." + rule).otherwise(pl.col("reason"))
+                          .alias("rule")).to_series()
 
 
 def _exact_bytes(root: DataRoot, domain: str, exact_rows: pl.DataFrame) -> int:
