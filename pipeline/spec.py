@@ -26,6 +26,8 @@ from pipeline.config.staging import SourceConfig, SourceFormat, StagingConfig
 from pipeline.config.typed import ConfigError, build, to_plain
 
 DATA_ROOT_ENV = "CURAMIX_DATA_ROOT"
+# Settings that say where data is written or when curamix runs, not what the data is: not in spec_hash.
+SPEC_HASH_EXCLUDES = ("data_root", "output.path", "operations")
 
 
 class SpecError(ValueError):
@@ -82,8 +84,18 @@ class Spec:
 
     @property
     def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the validated spec (paths as written)."""
-        canonical = json.dumps(to_plain(self.body), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of what in the validated spec decides the data (paths as written).
+
+        Left out: where the data is written and when curamix runs (``SPEC_HASH_EXCLUDES``), so the same spec
+        run into two data roots, on two machines, has one hash, as its byte-identical shards do."""
+        plain = to_plain(self.body)
+        for key in SPEC_HASH_EXCLUDES:
+            *parents, leaf = key.split(".")
+            section = plain
+            for name in parents:
+                section = section.get(name) or {}
+            section.pop(leaf, None)
+        canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_dict(self) -> dict:
