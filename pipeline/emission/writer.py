@@ -232,16 +232,40 @@ def cut_text(cache: DomainCache, doc: int, kept: int, tokenizer: Tokenizer) -> b
 
 
 def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
-    """Greedy: a shard closes before the document that would take it past ``shard_tokens``."""
-    bounds, start, size = [], 0, 0
-    for i, t in enumerate(take.tolist()):
-        if size and size + t > shard_tokens:
-            bounds.append((start, i))
-            start, size = i, 0
-        size += t
-    if start < len(take) or not bounds:
-        bounds.append((start, len(take)))
-    return bounds
+    """The fewest shards of at most ``shard_tokens`` tokens (a larger single document alone), cut near equal
+    token counts, so no shard is a small tail: Megatron splits each shard by its own document count, and a
+    shard of a few documents leaves its validation part empty (``min_documents_per_domain``)."""
+    cum = np.concatenate([[0], np.cumsum(take, dtype=np.int64)])
+    total = int(cum[-1])
+    for k in range(max(1, -(-total // shard_tokens)), len(take) + 1):
+        # Cut before the document that crosses each k-th of the tokens.
+        cuts = np.searchsorted(cum, np.arange(1, k) * (total / k), side="right") - 1
+        edges = np.unique(np.concatenate([[0], cuts, [len(take)]]))
+        edges = edges[(edges > 0) | (np.arange(len(edges)) == 0)]
+        sizes = np.diff(cum[edges])
+        if np.all((sizes <= shard_tokens) | (np.diff(edges) == 1)):
+            return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(i, i + 1) for i in range(len(take))] or [(0, 0)]
+
+
+def small_domains(plan: QuotaPlan, schedules: dict[str, Schedule], shard_tokens: int, minimum: int) -> dict[str, int]:
+    """Domains in the blend whose fewest-document shard holds fewer than ``minimum`` documents: that count."""
+    small = {}
+    for d, q in plan.domains.items():
+        if q.quota == 0:
+            continue
+        fewest = min(b - a for a, b in _shard_bounds(schedules[d].take, shard_tokens))
+        if fewest < minimum:
+            small[d] = fewest
+    return small
+
+
+def small_domain_message(small: dict[str, int], minimum: int) -> str:
+    listed = ", ".join(f"{d} ({n})" for d, n in sorted(small.items()))
+    return (f"domains with fewer than output.min_documents_per_domain={minimum} documents in a shard: {listed}. "
+            "Megatron splits each --data-path shard by its documents; a --split part left with none makes its "
+            "GPTDataset loop forever. Train with --split 100,0,0 (see docs/operations.md), raise these domains' "
+            "share or total_tokens, or lower the minimum")
 
 
 def _chunk_bounds(take: np.ndarray, max_tokens: int, max_docs: int) -> list[tuple[int, int]]:
@@ -344,6 +368,15 @@ def emit_training_set(
         elif q.epochs > 1:
             say(f"{d}: repeated, {q.epochs:.2f} epochs of {q.available} tokens (whole documents, reshuffled each epoch)")
     schedules = build_schedules(plan, caches, inputs.seed)
+    warnings = []
+    if config.per_domain and "megatron" in config.formats:
+        small = small_domains(plan, schedules, config.shard_tokens, config.min_documents_per_domain)
+        if small and config.on_small_domain == "error":
+            raise EmissionError(small_domain_message(small, config.min_documents_per_domain)
+                                + " (or set output.on_small_domain: warn)")
+        if small:
+            warnings.append(small_domain_message(small, config.min_documents_per_domain))
+            say(f"warning: {warnings[-1]}")
 
     work = parent / f"{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     work.mkdir()
@@ -372,6 +405,7 @@ def emit_training_set(
             tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha, eos=(eos_token, eos_id), dtype=dtype,
             fingerprints=fingerprints, build_key=key, out_dir=out_dir,
         )
+        manifest["warnings"] = warnings
         for folder in [work, *[p for p in work.rglob("*") if p.is_dir()]]:
             _fsync_dir(folder)
         manifest_mod.write_manifest(work / "manifest.json", manifest)
