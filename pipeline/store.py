@@ -17,6 +17,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.diskspace import as_disk_full, is_disk_full
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 
 
@@ -67,6 +68,10 @@ class DataRoot:
         try:
             yield tmp
             replace_dir(tmp, final)
+        except Exception as exc:
+            if is_disk_full(exc):  # one line: the stage's folder, the bytes free (the temporary goes below)
+                raise as_disk_full(exc, tmp) from exc
+            raise
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)

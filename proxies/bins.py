@@ -31,6 +31,7 @@ import polars as pl
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
+from pipeline.diskspace import as_disk_full, is_disk_full, longest_token_bytes, min_token_bytes, require_free
 from pipeline.store import DataRoot, replace_dir, write_json
 from proxies.tokenizer import encode_batch, eot_id, token_dtype
 
@@ -149,6 +150,17 @@ def read_target_texts(target: TargetSetConfig, base: Path | None = None) -> list
     return texts[: target.max_docs] if target.max_docs else texts
 
 
+def bins_bytes_at_least(root: DataRoot, stage: str, domains: list[str], tokenizer: Tokenizer, dtype: np.dtype,
+                        max_train_tokens: int | None) -> int:
+    """A lower bound on the bins' size: each domain's text at the most bytes per token (capped like its train bin)."""
+    longest, total = longest_token_bytes(tokenizer), 0
+    for domain in domains:
+        text = int(root.scan(stage, [domain]).select(pl.col("n_bytes").sum()).collect().item() or 0)
+        bound = min_token_bytes(text, longest_token_bytes=longest, itemsize=dtype.itemsize)
+        total += bound if max_train_tokens is None else min(bound, max_train_tokens * dtype.itemsize)
+    return total
+
+
 def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os.PathLike, *, tokenizer: Tokenizer,
                tokenizer_sha256: str, validation_fraction: float, seed: int, min_validation_docs: int = 1,
                max_train_tokens: int | None = None, targets: Sequence[tuple[str, list[str]]] = (),
@@ -158,6 +170,7 @@ def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os
     vocab_size = tokenizer.get_vocab_size()
     dtype, eot = token_dtype(vocab_size), eot_id(tokenizer)
     tmp = out_dir.with_name(f"{out_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    require_free(out_dir.parent, bins_bytes_at_least(root, stage, domains, tokenizer, dtype, max_train_tokens))
     tmp.mkdir(parents=True)
     try:
         meta = {"vocab_size": vocab_size, "dtype": dtype.name, "eot": eot, "tokenizer_sha256": tokenizer_sha256,
@@ -184,6 +197,10 @@ def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os
             meta["targets"][name] = {"tokens": writer.offset, "docs": len(texts)}
         write_json(tmp / META, meta)
         replace_dir(tmp, out_dir)
+    except Exception as exc:
+        if is_disk_full(exc):  # one line naming the path and the bytes, not numpy's "N requested and M written"
+            raise as_disk_full(exc, tmp) from exc
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

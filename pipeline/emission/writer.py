@@ -36,6 +36,7 @@ import numpy as np
 from tokenizers import Tokenizer
 
 from pipeline.config.output import OutputConfig
+from pipeline.diskspace import disk_full_guard, require_free
 from pipeline.emission import manifest as manifest_mod
 from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
 from pipeline.emission.parquet_shards import TextShardWriter
@@ -306,6 +307,15 @@ def build_key(fingerprints: dict[str, str], mixture: dict, config: OutputConfig,
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def set_bytes_at_least(plan: QuotaPlan, schedules: dict[str, Schedule], config: OutputConfig, dtype) -> int:
+    """The ``.bin`` and ``.idx`` bytes of the sets to write (exact; Parquet text shards come on top)."""
+    if "megatron" not in config.formats:
+        return 0
+    sets = int(config.mixed) + int(config.per_domain)
+    documents = sum(len(s) for s in schedules.values())
+    return sets * (plan.total_tokens * np.dtype(dtype).itemsize + documents * (4 + 8 + 8))
+
+
 def emit_training_set(
     inputs: EmissionInputs,
     *,
@@ -314,7 +324,16 @@ def emit_training_set(
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
 ) -> dict:
-    """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``)."""
+    """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``).
+
+    A full disk stops it with a ``DiskFullError`` (one line: path, bytes needed, bytes free), before writing
+    where the size is known, and nothing partial is left (the work folder and cache temporaries go)."""
+    with disk_full_guard(Path(out_dir).parent):
+        return _emit_training_set(inputs, config=config, out_dir=out_dir, cache_dir=cache_dir, progress=progress)
+
+
+def _emit_training_set(inputs: EmissionInputs, *, config: OutputConfig, out_dir: Path, cache_dir: Path | None,
+                       progress: Callable[[str], None] | None) -> dict:
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     parent = out_dir.parent
@@ -378,6 +397,7 @@ def emit_training_set(
             warnings.append(small_domain_message(small, config.min_documents_per_domain))
             say(f"warning: {warnings[-1]}")
 
+    require_free(parent, set_bytes_at_least(plan, schedules, config, dtype))
     work = parent / f"{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
