@@ -69,7 +69,7 @@ def test_data_path_absolute_and_relative(training_set, capsys):
     assert [w for w, _ in relative] == [w for w, _ in absolute]
 
 
-def _megatron_dataset(prefixes_weights, tokenizer_dir: Path, cache: Path, samples: int):
+def _megatron_dataset(prefixes_weights, tokenizer_dir: Path, cache: Path | None, samples: int, rendezvous: Path):
     try:
         from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
         from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
@@ -78,14 +78,14 @@ def _megatron_dataset(prefixes_weights, tokenizer_dir: Path, cache: Path, sample
         pytest.skip(f"megatron-core cannot be imported on this machine: {exc}")
     tokenizer = MegatronTokenizer.from_pretrained(str(tokenizer_dir))
     config = GPTDatasetConfig(
-        random_seed=1234, sequence_length=64, split="100,0,0", path_to_cache=str(cache), tokenizer=tokenizer,
+        random_seed=1234, sequence_length=64, split="100,0,0", path_to_cache=cache and str(cache), tokenizer=tokenizer,
         blend=([p for _, p in prefixes_weights], [w for w, _ in prefixes_weights]),
         reset_position_ids=False, reset_attention_mask=False, eod_mask_loss=False,
     )
     import torch.distributed as dist
 
     # As under Megatron-LM: one process group (here one CPU process, gloo, a file rendezvous: no port).
-    dist.init_process_group("gloo", init_method=f"file://{cache.parent / 'rendezvous'}", rank=0, world_size=1)
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=0, world_size=1)
     try:
         train, valid, test = BlendedMegatronDatasetBuilder(GPTDataset, [samples, 0, 0], lambda: True, config).build()
     finally:
@@ -102,7 +102,8 @@ def test_megatron_blended_gpt_dataset_matches_the_manifest(training_set, corpus,
     cwd = os.getcwd()
     os.chdir(out.parent)  # relative prefixes: the job runs from the root the user named
     try:
-        train, tokenizer = _megatron_dataset(blend, corpus[1].parent, tmp_path / "megatron-cache", samples=4000)
+        train, tokenizer = _megatron_dataset(blend, corpus[1].parent, tmp_path / "megatron-cache", samples=4000,
+                                             rendezvous=tmp_path / "rendezvous")
         assert tokenizer.eod == manifest["tokenizer"]["eos_id"]
         counts: dict[str, int] = {}
         for i in range(len(train)):
@@ -121,19 +122,21 @@ def test_megatron_blended_gpt_dataset_matches_the_manifest(training_set, corpus,
     assert verify(out) == []
 
 
+@pytest.mark.slow
 def test_verify_tells_megatron_caches_apart(training_set, corpus, tmp_path, capsys):
+    """Megatron run without --data-cache-path writes its caches into the set: verify passes with one note."""
     out, manifest = training_set
     copy = tmp_path / "set"
     shutil.copytree(out, copy)
-    cache = copy / "domains" / "code" / "shard-00000" / "cache" / "GPTDataset_indices"
-    cache.mkdir(parents=True)
-    for name in ("description.txt", "document_index.npy", "sample_index.npy", "shuffle_index.npy"):
-        (cache / f"0123abcd-GPTDataset-train-{name}").write_bytes(b"x")  # the names Megatron-Core 0.16 writes
+    blend = _blend(capsys, str(copy), "--data-path")
+    _megatron_dataset(blend, corpus[1].parent, None, samples=500, rendezvous=tmp_path / "rendezvous")
+    caches = [p for p in copy.rglob("*") if p.is_file() and "/cache/" in p.as_posix()]
+    assert len(caches) >= 4 * len(blend)  # description, document/sample/shuffle index per shard
     assert verify(copy) == []
     capsys.readouterr()
     assert main(["verify", str(copy)]) == 0
     err = capsys.readouterr().err.strip().splitlines()
-    assert len(err) == 1 and "--data-cache-path" in err[0] and "4 files" in err[0]
+    assert len(err) == 1 and "--data-cache-path" in err[0] and f"{len(caches)} files" in err[0]
     (copy / "domains" / "code" / "stray.bin").write_bytes(b"y")  # anything else is still a discrepancy
     assert verify(copy) == ["domains/code/stray.bin: not in the manifest"]
 

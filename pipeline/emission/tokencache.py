@@ -121,7 +121,10 @@ def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.A
 
 def cache_bytes_at_least(files: list[Path], tokenizer: Tokenizer, dtype: np.dtype) -> int:
     """A lower bound on a domain cache's size: all of its text, plus its tokens at the most bytes per token."""
-    text = sum(int(pc.sum(pq.read_table(f, columns=["n_bytes"]).column("n_bytes")).as_py() or 0) for f in files)
+    text = 0
+    for f in files:
+        if "n_bytes" in pq.ParquetFile(f).schema_arrow.names:  # staged documents have it; other inputs: no bound
+            text += int(pc.sum(pq.read_table(f, columns=["n_bytes"]).column("n_bytes")).as_py() or 0)
     return text + min_token_bytes(text, longest_token_bytes=longest_token_bytes(tokenizer),
                                   itemsize=np.dtype(dtype).itemsize)
 
