@@ -162,6 +162,29 @@ def main(argv: list[str] | None = None) -> int:
     except SpecError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    except Exception as exc:
+        return _disk_full_exit(exc, args)
+
+
+def _disk_full_exit(exc: Exception, args: argparse.Namespace) -> int:
+    """A full disk anywhere in a run: one line (path, bytes needed, bytes free) instead of a traceback."""
+    from pipeline.diskspace import disk_full_message  # noqa: PLC0415
+
+    message = disk_full_message(exc, fallback=_folder_of(args))
+    if message is None:
+        raise exc
+    print(f"error: {message}", file=sys.stderr)
+    return 1
+
+
+def _folder_of(args: argparse.Namespace) -> Path | None:
+    """The folder a command writes under: the spec's data root, or the folder it was given."""
+    try:
+        if getattr(args, "spec", None):
+            return load_spec(args.spec, data_root=getattr(args, "data_root", None)).data_root
+    except SpecError:
+        return None
+    return Path(args.dir) if getattr(args, "dir", None) else None
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 
 Outputs under the data root (all written to a temporary name, then renamed):
   tokenizer/tokenizer.json, tokenizer/meta.json                 (sha256, vocab size, where it came from)
+  tokenizer/{tokenizer_config,special_tokens_map,tokenizer_metadata}.json   EOS for transformers / Megatron
   reference_proxy/bins/..., reference_proxy/{model.safetensors, proxy.json, results.parquet}
   difficulty_scores/scores.parquet                               doc_id, domain, loss, n_tokens
   token_bins/...                                                 see proxies/bins.py
@@ -29,8 +30,9 @@ from proxies.bins import Bins, bins_outcome, build_bins, check_split_and_sizes, 
 from proxies.population import train_population
 from proxies.scoring import score_stage
 from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
+from pipeline.emission.writer import find_eos
 from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
-                               train_tokenizer)
+                               train_tokenizer, write_loader_files)
 
 SCORE_COLUMNS = {"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64}
 
@@ -138,7 +140,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         description="Byte-level BPE trained offline on the curated pool (or the user's tokenizer.json), with sha256.",
         check_specs=[dg.AssetCheckSpec("roundtrip", asset="tokenizer", blocking=True,
                                        description="curated documents decode back to themselves exactly")],
-        code_version=ctx.code_version("tokenizer-1", "tokenizer"),
+        code_version=ctx.code_version("tokenizer-2", "tokenizer"),
     )
     def tokenizer(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -159,6 +161,9 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         tok = load_tokenizer(tmp / "tokenizer.json")
         sha = file_sha256(tmp / "tokenizer.json")
         meta = {"sha256": sha, "vocab_size": tok.get_vocab_size(), "eot_id": eot_id(tok), **origin}
+        # The same end-of-document token emission ends documents with (output.eos_token or the first known).
+        write_loader_files(tmp, eos_token=find_eos(tok, spec.output.eos_token)[0],
+                           model_max_length=spec.output.sequence_length)
         write_json(tmp / "meta.json", meta)
         replace_dir(tmp, root.root / "tokenizer")
         context.log.info(f"tokenizer {sha[:12]} ({meta['vocab_size']} tokens) in {time.perf_counter() - started:.1f}s")

@@ -23,7 +23,7 @@ import pyarrow.parquet as pq
 import zstandard
 
 from pipeline.config.staging import SourceConfig
-from pipeline.spec import detect_format
+from pipeline.spec import source_format
 
 _READ_CHUNK = 1 << 20
 # Parquet read batches are capped near this many (uncompressed) bytes as well as at batch_rows:
@@ -223,7 +223,7 @@ def read_text_file(path: Path) -> Iterator[RawRow]:
 
 def read_source_file(source: SourceConfig, path: Path, *, batch_rows: int = 4096) -> Iterator[RawRow]:
     """Every row of one file of ``source``, in order."""
-    fmt = source.format or detect_format(path)
+    fmt = source_format(source, path)
     if fmt == "text":
         return read_text_file(path)
     render = TextRenderer(source)

@@ -23,10 +23,12 @@ from pipeline.config.operations import OperationsConfig
 from pipeline.config.output import OutputConfig
 from pipeline.config.proxies import ProxiesConfig, TokenizerConfig
 from pipeline.config.pruning import PruningConfig
-from pipeline.config.staging import SourceConfig, SourceFormat, StagingConfig
+from pipeline.config.staging import SourceConfig, SourceFormat, StagingConfig, reads_as_text
 from pipeline.config.typed import ConfigError, build, to_plain
 
 DATA_ROOT_ENV = "CURAMIX_DATA_ROOT"
+# Settings that say where data is written or when curamix runs, not what the data is: not in spec_hash.
+SPEC_HASH_EXCLUDES = ("data_root", "output.path", "operations")
 
 
 class SpecError(ValueError):
@@ -86,8 +88,18 @@ class Spec:
 
     @property
     def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the validated spec (paths as written)."""
-        canonical = json.dumps(to_plain(self.body), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of what in the validated spec decides the data (paths as written).
+
+        Left out: where the data is written and when curamix runs (``SPEC_HASH_EXCLUDES``), so the same spec
+        run into two data roots, on two machines, has one hash, as its byte-identical shards do."""
+        plain = to_plain(self.body)
+        for key in SPEC_HASH_EXCLUDES:
+            *parents, leaf = key.split(".")
+            section = plain
+            for name in parents:
+                section = section.get(name) or {}
+            section.pop(leaf, None)
+        canonical = json.dumps(plain, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_dict(self) -> dict:
@@ -112,6 +124,26 @@ def _expand(base: Path, pattern: str) -> list[Path]:
     return [full] if full.exists() else []
 
 
+def source_format(source: SourceConfig, path: Path) -> SourceFormat | None:
+    """The format a file of ``source`` is read in: the spec's, its ``extensions`` (text), else its name's."""
+    if source.format:
+        return source.format
+    if reads_as_text(source, path):
+        return "text"
+    return detect_format(path)
+
+
+def _endings_held(folders: list[Path]) -> str:
+    """The commonest file endings in ``folders`` (for an error that says what is there instead)."""
+    counts: dict[str, int] = {}
+    for folder in folders:
+        for p in folder.rglob("*"):
+            if p.is_file():
+                counts[p.suffix.lower() or "(none)"] = counts.get(p.suffix.lower() or "(none)", 0) + 1
+    common = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[:5]
+    return ", ".join(f"{ext} ({n})" for ext, n in common) or "no files at all"
+
+
 def _resolve_source(base: Path, index: int, source: SourceConfig) -> tuple[Path, ...]:
     where = f"sources[{index}].path"
     matches = _expand(base, source.path)
@@ -120,18 +152,22 @@ def _resolve_source(base: Path, index: int, source: SourceConfig) -> tuple[Path,
     files: list[Path] = []
     for match in matches:
         if match.is_dir():
-            files.extend(sorted(p for p in match.rglob("*") if p.is_file() and p.suffix.lower() in (".txt", ".md")))
+            files.extend(sorted(p for p in match.rglob("*") if p.is_file() and reads_as_text(source, p)))
             continue
-        fmt = source.format or detect_format(match)
-        if fmt is None:
+        if source_format(source, match) is None:
             raise ConfigError(
                 where,
                 f"cannot tell the format of {match.name!r}: expected .jsonl, .jsonl.gz, .jsonl.zst, .parquet, "
-                ".txt/.md or a folder; set sources[{index}].format",
+                f"a folder or a text file ending in {', '.join(source.extensions)}; set sources[{index}].format "
+                f"or sources[{index}].extensions",
             )
         files.append(match)
     if not files:
-        raise ConfigError(where, f"{source.path!r} holds no .txt or .md files")
+        raise ConfigError(
+            where,
+            f"{source.path!r} holds no file ending in {', '.join(source.extensions)} (the folder's extension filter, "
+            f"sources[{index}].extensions); it holds {_endings_held([m for m in matches if m.is_dir()])}",
+        )
     return tuple(files)
 
 

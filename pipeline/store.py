@@ -18,6 +18,7 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.diskspace import as_disk_full, is_disk_full
 from pipeline.layout import Layout
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 
@@ -81,6 +82,10 @@ def atomic_dir(final: str | os.PathLike) -> Iterator[Path]:
     try:
         yield tmp
         replace_dir(tmp, final)
+    except Exception as exc:
+        if is_disk_full(exc):  # one line: the folder, the bytes free (the temporary goes below)
+            raise as_disk_full(exc, tmp) from exc
+        raise
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)

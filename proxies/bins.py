@@ -35,6 +35,7 @@ from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
 from pipeline.store import DataRoot, atomic_dir, write_json
+from pipeline.diskspace import longest_token_bytes, min_token_bytes, require_free
 from proxies.tokenizer import encode_batch, eot_id, token_dtype
 
 META = "meta.json"
@@ -306,6 +307,17 @@ def bins_outcome(meta: dict, path: Path) -> StageOutcome:
                         checks=[check_split_and_sizes(path)])
 
 
+def bins_bytes_at_least(root: DataRoot, stage: str, domains: list[str], tokenizer: Tokenizer, dtype: np.dtype,
+                        max_train_tokens: int | None) -> int:
+    """A lower bound on the bins' size: each domain's text at the most bytes per token (capped like its train bin)."""
+    longest, total = longest_token_bytes(tokenizer), 0
+    for domain in domains:
+        text = int(root.scan(stage, [domain]).select(pl.col("n_bytes").sum()).collect().item() or 0)
+        bound = min_token_bytes(text, longest_token_bytes=longest, itemsize=dtype.itemsize)
+        total += bound if max_train_tokens is None else min(bound, max_train_tokens * dtype.itemsize)
+    return total
+
+
 def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os.PathLike, *, tokenizer: Tokenizer,
                tokenizer_sha256: str, validation_fraction: float, seed: int, min_validation_docs: int = 1,
                max_train_tokens: int | None = None, targets: Sequence[tuple[str, list[str]]] = (),
@@ -316,6 +328,8 @@ def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os
         root=root, stage=stage, domains=list(domains), out_dir=Path(out_dir), tokenizer_json=tokenizer.to_str(),
         tokenizer_sha256=tokenizer_sha256, validation_fraction=validation_fraction, seed=seed,
         min_validation_docs=min_validation_docs, max_train_tokens=max_train_tokens, targets=list(targets))
+    require_free(Path(out_dir).parent, bins_bytes_at_least(root, stage, domains, tokenizer,
+                                                           token_dtype(tokenizer.get_vocab_size()), max_train_tokens))
     meta = run_stage(stage_def, execution=execution, progress=progress)
     return meta
 

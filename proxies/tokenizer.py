@@ -3,10 +3,17 @@
 Byte-level (GPT-2 style) so that every string, whatever its script or bytes, encodes and decodes back exactly:
 no normalizer, no prefix space, ByteLevel pre-tokenizer and decoder. One special token, ``<|endoftext|>``
 (id 0), separates documents in the token bins. The saved file is identified by its sha256.
+
+Next to ``tokenizer.json`` the folder holds what other loaders need to know which token ends a document
+(``write_loader_files``): ``tokenizer_config.json`` and ``special_tokens_map.json`` for
+``transformers.AutoTokenizer`` (and so Megatron-LM's ``HuggingFaceTokenizer``), ``tokenizer_metadata.json`` for
+Megatron-Core's ``MegatronTokenizer.from_pretrained``.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -43,6 +50,38 @@ def save_tokenizer(tokenizer: Tokenizer, path: str | os.PathLike) -> str:
     with atomic_file(path) as tmp:
         tokenizer.save(str(tmp))
     return file_sha256(path)
+
+
+LOADER_FILES = ("tokenizer_config.json", "special_tokens_map.json", "tokenizer_metadata.json")
+
+
+def write_loader_files(folder: str | os.PathLike, *, eos_token: str, model_max_length: int) -> list[Path]:
+    """Write the files that tell ``transformers`` and Megatron-Core which token ends a document.
+
+    GPT-2's convention: the end-of-document token also serves as BOS and PAD (a byte-level BPE has no
+    unknown token). Nothing is added when encoding: the training set already ends every document with it.
+    """
+    folder = Path(folder)
+    special = {"bos_token": eos_token, "eos_token": eos_token, "pad_token": eos_token}
+    files = {
+        "tokenizer_config.json": {
+            "tokenizer_class": "PreTrainedTokenizerFast", **special, "unk_token": None,
+            "model_max_length": model_max_length, "add_bos_token": False, "add_eos_token": False,
+            "clean_up_tokenization_spaces": False,
+        },
+        "special_tokens_map.json": special,
+        # Megatron-Core's own tokenizer library: a HuggingFace tokenizer used by a GPT model.
+        "tokenizer_metadata.json": {"library": "huggingface", "class_name": None, "class_path": None,
+                                    "model_type": "gpt", "chat_template": None},
+    }
+    written = []
+    for name, body in files.items():
+        path = folder / name
+        tmp = path.with_name(f"{name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
+        os.replace(tmp, path)
+        written.append(path)
+    return written
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
@@ -90,5 +129,5 @@ def sample_training_texts(root: DataRoot, stage: str, domains: list[str], *, max
             yield text
 
 
-__all__ = ["EOT", "train_tokenizer", "save_tokenizer", "load_tokenizer", "file_sha256", "eot_id", "encode_batch",
+__all__ = ["EOT", "LOADER_FILES", "train_tokenizer", "save_tokenizer", "write_loader_files", "load_tokenizer", "file_sha256", "eot_id", "encode_batch",
            "token_dtype", "sample_training_texts"]

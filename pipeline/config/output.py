@@ -43,6 +43,13 @@ class OutputConfig:
     # Keep the per-domain token cache next to the output so a new mixture or budget re-emits
     # without tokenizing again.
     keep_token_cache: bool = True
+    # Megatron splits every --data-path entry (one shard of a domain's set) by its own document count: with
+    # --split A,B,C a part of fraction f needs about 1/f documents per shard, or it is empty and Megatron's
+    # GPTDataset loops forever (--split 969,30,1 needs 501, 99,1,0 needs 51; docs/operations.md). A domain
+    # whose fewest-document shard holds fewer than this is reported; on_small_domain says how.
+    min_documents_per_domain: int = 100
+    # "warn": say so in the log and the manifest's "warnings"; "error": stop before writing, naming the domain.
+    on_small_domain: Literal["warn", "error"] = "warn"
 
     def __post_init__(self) -> None:
         if self.total_tokens <= 0:
@@ -53,5 +60,7 @@ class OutputConfig:
             raise ValueError("shard_tokens, sequence_length and encode_batch_bytes must be positive")
         if not self.formats:
             raise ValueError("formats must name at least one of 'megatron', 'parquet'")
+        if self.min_documents_per_domain < 0:
+            raise ValueError("min_documents_per_domain must be 0 or more")
         if not (self.per_domain or self.mixed):
             raise ValueError("at least one of per_domain, mixed must be true")

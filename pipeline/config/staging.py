@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
 
 SourceFormat = Literal["jsonl", "jsonl.gz", "jsonl.zst", "parquet", "text"]
 
+DEFAULT_TEXT_EXTENSIONS = (".txt", ".md")
 _NAME = re.compile(r"^[a-z0-9][a-z0-9_\-]*$")
 
 
@@ -21,6 +22,9 @@ class SourceConfig:
     # Detected from the file name when omitted: .jsonl, .jsonl.gz, .jsonl.zst, .parquet, or a
     # folder / .txt / .md files for "text" (one document per file).
     format: SourceFormat | None = None
+    # The file name endings a folder source reads as text, one document per file (case-insensitive), e.g.
+    # [.rst, .txt, .adoc, .tex, .py]; also what a file or glob match with such an ending is read as.
+    extensions: list[str] = field(default_factory=lambda: list(DEFAULT_TEXT_EXTENSIONS))
     # The field holding the text; ignored for "text" sources and when a template is given.
     text_field: str = "text"
     # A str.format template over record fields, e.g. "Question: {question}\nAnswer: {answer}".
@@ -28,6 +32,11 @@ class SourceConfig:
     license: str | None = None
 
     def __post_init__(self) -> None:
+        for ext in self.extensions:
+            if not re.match(r"^\.[^/\\\s]+$", ext):
+                raise ValueError(f"extensions: {ext!r} must be a file name ending with its dot, e.g. '.rst'")
+        if not self.extensions:
+            raise ValueError("extensions must name at least one ending, e.g. [.txt, .md]")
         for key in ("name", "domain"):
             if not _NAME.match(getattr(self, key)):
                 raise ValueError(
@@ -53,3 +62,9 @@ class StagingConfig:
     def __post_init__(self) -> None:
         if self.max_doc_bytes <= 0 or self.batch_rows <= 0:
             raise ValueError("max_doc_bytes and batch_rows must be positive")
+
+
+def reads_as_text(source: SourceConfig, path) -> bool:
+    """Whether a file of ``source`` is one text document by its name (``extensions``, case-insensitive)."""
+    name = str(path).lower()
+    return any(name.endswith(ext.lower()) for ext in source.extensions)

@@ -152,7 +152,12 @@ def provenance(root: DataRoot, *, spec_hash: str | None = None, spec_seed: int |
         }
     out = {"sources": sources, "removals": removals}
     if spec_hash is not None:
+        from pipeline.spec import SPEC_HASH_EXCLUDES
+
         out["spec_hash"] = spec_hash
+        out["spec_hash_covers"] = ("the validated spec, less where data is written and when curamix runs ("
+                                   + ", ".join(SPEC_HASH_EXCLUDES) + "): the same spec gives the same hash "
+                                   "under any data root")
     if spec_seed is not None:
         out["spec_seed"] = spec_seed
     return out

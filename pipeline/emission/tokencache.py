@@ -26,6 +26,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
+from pipeline.diskspace import longest_token_bytes, min_token_bytes, require_free
 from pipeline.store import file_sha256, replace_dir
 
 CACHE_VERSION = 1
@@ -113,6 +114,16 @@ def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.A
         yield pa.concat_arrays(ids), pa.concat_arrays(texts)
 
 
+def cache_bytes_at_least(files: list[Path], tokenizer: Tokenizer, dtype: np.dtype) -> int:
+    """A lower bound on a domain cache's size: all of its text, plus its tokens at the most bytes per token."""
+    text = 0
+    for f in files:
+        if "n_bytes" in pq.ParquetFile(f).schema_arrow.names:  # staged documents have it; other inputs: no bound
+            text += int(pc.sum(pq.read_table(f, columns=["n_bytes"]).column("n_bytes")).as_py() or 0)
+    return text + min_token_bytes(text, longest_token_bytes=longest_token_bytes(tokenizer),
+                                  itemsize=np.dtype(dtype).itemsize)
+
+
 def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
     # encode_batch_fast skips computing character offsets, which pass 1 never needs. Both release
     # the GIL while the tokenizer's own threads work, so the next chunk encodes while this one is written.
@@ -151,6 +162,7 @@ def build_domain_cache(
                 return open_cache(final)
         except (OSError, ValueError):
             pass
+    require_free(cache_root, cache_bytes_at_least(files, tokenizer, dtype))
     cache_root.mkdir(parents=True, exist_ok=True)
     tmp = cache_root / f".domain={domain}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()

@@ -7,6 +7,10 @@ document indices are ``0..N``, every document ends with EOS); Parquet text shard
 rows and per-domain tokens and agree with the ``.idx`` lengths; per-set and per-domain token counts
 add up to the manifest's; achieved proportions are tokens / total; uncapped quotas are within one
 token of ``target * total`` (exact apportionment) and capped ones within the epoch cap.
+
+Megatron's own index caches (written into ``<shard>/cache/`` when a job runs without
+``--data-cache-path``) are not the set's files and not discrepancies: ``megatron_cache_files`` lists them so
+that the command line can say so in one line.
 """
 
 from __future__ import annotations
@@ -145,15 +149,42 @@ def _check_parquet(folder, shard, where, lengths, problems) -> None:
         problems.append(f"{where}.parquet: per-domain tokens {per} differ from the manifest's {shard['domain_tokens']}")
 
 
-def _check_unlisted(folder: Path, manifest: dict, listed: set[str], problems: list[str]) -> None:
-    roots = {p.split("/")[0] for p in listed} | {"mixed", "domains"}
-    for top in roots:
+def _unlisted(folder: Path, listed: set[str]) -> list[str]:
+    """Files in the sets' folders that the manifest does not name (paths relative to ``folder``)."""
+    found = []
+    for top in sorted({p.split("/")[0] for p in listed} | {"mixed", "domains"}):
         base = folder / top
-        if not base.exists():
-            continue
-        for p in base.rglob("*"):
-            if p.is_file() and p.relative_to(folder).as_posix() not in listed:
-                problems.append(f"{p.relative_to(folder).as_posix()}: not in the manifest")
+        if base.exists():
+            found += sorted(p.relative_to(folder).as_posix() for p in base.rglob("*") if p.is_file())
+    return [p for p in found if p not in listed]
+
+
+def _is_megatron_cache(path: str, listed: set[str]) -> bool:
+    """Megatron-Core's GPTDataset, run without ``--data-cache-path``, writes its index caches to
+    ``<shard prefix>/cache/GPTDataset_indices/`` next to the ``.bin``/``.idx`` of that prefix."""
+    prefix, sep, _ = path.partition("/cache/")
+    return bool(sep) and f"{prefix}.bin" in listed and f"{prefix}.idx" in listed
+
+
+def megatron_cache_files(folder: str | Path) -> list[str]:
+    """Megatron's index-cache files inside the set (not part of it; ``verify`` does not count them)."""
+    folder = Path(folder)
+    listed = listed_files(read_manifest_file(folder))
+    return [p for p in _unlisted(folder, listed) if _is_megatron_cache(p, listed)]
+
+
+def listed_files(manifest: dict) -> set[str]:
+    return {f["path"] for s in manifest["sets"].values() for shard in s["shards"] for f in shard["files"].values()}
+
+
+def read_manifest_file(folder: Path) -> dict:
+    return json.loads((Path(folder) / "manifest.json").read_text())
+
+
+def _check_unlisted(folder: Path, manifest: dict, listed: set[str], problems: list[str]) -> None:
+    for path in _unlisted(folder, listed):
+        if not _is_megatron_cache(path, listed):
+            problems.append(f"{path}: not in the manifest")
 
 
 def _check_domains(manifest: dict, problems: list[str]) -> None:
@@ -193,4 +224,4 @@ def _check_data_path(manifest: dict, listed: set[str], problems: list[str]) -> N
         problems.append(f"megatron_data_path: weights add up to {total}, not 1")
 
 
-__all__ = ["verify"]
+__all__ = ["megatron_cache_files", "verify"]

@@ -37,6 +37,7 @@ from tokenizers import Tokenizer
 
 from pipeline.config.execution import ExecutionConfig
 from pipeline.config.output import OutputConfig
+from pipeline.diskspace import disk_full_guard, require_free
 from pipeline.emission import manifest as manifest_mod
 from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
 from pipeline.emission.parquet_shards import TextShardWriter
@@ -234,16 +235,40 @@ def cut_text(cache: DomainCache, doc: int, kept: int, tokenizer: Tokenizer) -> b
 
 
 def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
-    """Greedy: a shard closes before the document that would take it past ``shard_tokens``."""
-    bounds, start, size = [], 0, 0
-    for i, t in enumerate(take.tolist()):
-        if size and size + t > shard_tokens:
-            bounds.append((start, i))
-            start, size = i, 0
-        size += t
-    if start < len(take) or not bounds:
-        bounds.append((start, len(take)))
-    return bounds
+    """The fewest shards of at most ``shard_tokens`` tokens (a larger single document alone), cut near equal
+    token counts, so no shard is a small tail: Megatron splits each shard by its own document count, and a
+    shard of a few documents leaves its validation part empty (``min_documents_per_domain``)."""
+    cum = np.concatenate([[0], np.cumsum(take, dtype=np.int64)])
+    total = int(cum[-1])
+    for k in range(max(1, -(-total // shard_tokens)), len(take) + 1):
+        # Cut before the document that crosses each k-th of the tokens.
+        cuts = np.searchsorted(cum, np.arange(1, k) * (total / k), side="right") - 1
+        edges = np.unique(np.concatenate([[0], cuts, [len(take)]]))
+        edges = edges[(edges > 0) | (np.arange(len(edges)) == 0)]
+        sizes = np.diff(cum[edges])
+        if np.all((sizes <= shard_tokens) | (np.diff(edges) == 1)):
+            return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
+    return [(i, i + 1) for i in range(len(take))] or [(0, 0)]
+
+
+def small_domains(plan: QuotaPlan, schedules: dict[str, Schedule], shard_tokens: int, minimum: int) -> dict[str, int]:
+    """Domains in the blend whose fewest-document shard holds fewer than ``minimum`` documents: that count."""
+    small = {}
+    for d, q in plan.domains.items():
+        if q.quota == 0:
+            continue
+        fewest = min(b - a for a, b in _shard_bounds(schedules[d].take, shard_tokens))
+        if fewest < minimum:
+            small[d] = fewest
+    return small
+
+
+def small_domain_message(small: dict[str, int], minimum: int) -> str:
+    listed = ", ".join(f"{d} ({n})" for d, n in sorted(small.items()))
+    return (f"domains with fewer than output.min_documents_per_domain={minimum} documents in a shard: {listed}. "
+            "Megatron splits each --data-path shard by its documents; a --split part left with none makes its "
+            "GPTDataset loop forever. Train with --split 100,0,0 (see docs/operations.md), raise these domains' "
+            "share or total_tokens, or lower the minimum")
 
 
 def _chunk_bounds(take: np.ndarray, max_tokens: int, max_docs: int) -> list[tuple[int, int]]:
@@ -284,6 +309,15 @@ def build_key(fingerprints: dict[str, str], mixture: dict, config: OutputConfig,
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
+def set_bytes_at_least(plan: QuotaPlan, schedules: dict[str, Schedule], config: OutputConfig, dtype) -> int:
+    """The ``.bin`` and ``.idx`` bytes of the sets to write (exact; Parquet text shards come on top)."""
+    if "megatron" not in config.formats:
+        return 0
+    sets = int(config.mixed) + int(config.per_domain)
+    documents = sum(len(s) for s in schedules.values())
+    return sets * (plan.total_tokens * np.dtype(dtype).itemsize + documents * (4 + 8 + 8))
+
+
 def emit_training_set(
     inputs: EmissionInputs,
     *,
@@ -293,7 +327,16 @@ def emit_training_set(
     progress: Callable[[str], None] | None = None,
     execution: ExecutionConfig | None = None,
 ) -> dict:
-    """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``)."""
+    """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``).
+
+    A full disk stops it with a ``DiskFullError`` (one line: path, bytes needed, bytes free), before writing
+    where the size is known, and nothing partial is left (the work folder and cache temporaries go)."""
+    with disk_full_guard(Path(out_dir).parent):
+        return _emit_training_set(inputs, config=config, out_dir=out_dir, cache_dir=cache_dir, progress=progress)
+
+
+def _emit_training_set(inputs: EmissionInputs, *, config: OutputConfig, out_dir: Path, cache_dir: Path | None,
+                       progress: Callable[[str], None] | None) -> dict:
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     parent = out_dir.parent
@@ -345,7 +388,17 @@ def emit_training_set(
         elif q.epochs > 1:
             say(f"{d}: repeated, {q.epochs:.2f} epochs of {q.available} tokens (whole documents, reshuffled each epoch)")
     schedules = build_schedules(plan, caches, inputs.seed)
+    warnings = []
+    if config.per_domain and "megatron" in config.formats:
+        small = small_domains(plan, schedules, config.shard_tokens, config.min_documents_per_domain)
+        if small and config.on_small_domain == "error":
+            raise EmissionError(small_domain_message(small, config.min_documents_per_domain)
+                                + " (or set output.on_small_domain: warn)")
+        if small:
+            warnings.append(small_domain_message(small, config.min_documents_per_domain))
+            say(f"warning: {warnings[-1]}")
 
+    require_free(parent, set_bytes_at_least(plan, schedules, config, dtype))
     work = parent / f"{out_dir.name}.partial-{uuid.uuid4().hex[:8]}"
     work.mkdir()
     try:
@@ -373,6 +426,7 @@ def emit_training_set(
             tokenizer=tokenizer, tokenizer_sha256=tokenizer_sha, eos=(eos_token, eos_id), dtype=dtype,
             fingerprints=fingerprints, build_key=key, out_dir=out_dir,
         )
+        manifest["warnings"] = warnings
         for folder in [work, *[p for p in work.rglob("*") if p.is_dir()]]:
             _fsync_dir(folder)
         manifest_mod.write_manifest(work / "manifest.json", manifest)
