@@ -57,7 +57,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from assets.resources import SPEC_ENV
-    from assets.runner import dagster_home_for
+    from assets.dagster_home import dagster_home_for
 
     spec = load_spec(args.spec)
     env = dict(os.environ)
