@@ -16,29 +16,16 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
-# Dagster's own staleness rules (what the UI's "stale" marker shows); not in its public API, so pinned
-# with the dagster version in pyproject.toml.
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContext
 
+from assets.dagster_home import dagster_home_for
 from assets.definitions import build_definitions
+from assets.staleness import is_fresh, resolver
 from pipeline.freshness import STAGE as DOCUMENTS
 from pipeline.freshness import changed_domains, file_states
 from pipeline.spec import load_spec
 from pipeline.store import DataRoot
-
-
-def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None) -> Path:
-    """DAGSTER_HOME if set, else a folder under the spec's data root (created on first use)."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
-    home = load_spec(spec_path, data_root=data_root).data_root / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
-    return home
 
 
 @dataclass(frozen=True)
@@ -80,22 +67,6 @@ def _has_partitioned_parent(graph, parents, level_keys) -> bool:
     return any(p in level_keys and graph.get(p).partitions_def is not None for p in parents)
 
 
-class _InstanceLoadingContext(LoadingContext):
-    """The batch-loading scope Dagster's staleness resolver reads the event log through (the UI's request
-    context plays this part in the webserver)."""
-
-    def __init__(self, instance: dg.DagsterInstance):
-        self._instance, self._loaders = instance, {}
-
-    @property
-    def instance(self) -> dg.DagsterInstance:
-        return self._instance
-
-    @property
-    def loaders(self) -> dict:
-        return self._loaders
-
-
 class StaleFilter:
     """Narrows a step to what is stale, asked just before the step runs: the answer for an asset depends on
     whether the steps before it (in its level too) produced new data. Raw files are hashed once per run,
@@ -115,10 +86,10 @@ class StaleFilter:
     def __call__(self, step: Step) -> Step | None:
         """The step from its first stale asset on (an asset below a re-run one in the same run may get new
         data), or None when nothing in it is stale."""
-        resolver = CachingStaleStatusResolver(self.instance, self.graph, _InstanceLoadingContext(self.instance))
+        status_of = resolver(self.instance, self.graph)
         keep: list[dg.AssetKey] = []
         for key in step.asset_keys:
-            stale = resolver.get_status(key, step.partition_key) != StaleStatus.FRESH
+            stale = not is_fresh(status_of, self.graph, key, step.partition_key)
             if not stale and key.to_user_string() == DOCUMENTS and step.partition_key is not None:
                 stale = step.partition_key in self.raw_changed()
             if stale or keep:
