@@ -54,7 +54,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         domain = context.partition_key
         stats = stage_domain(spec, domain, root=root, progress=context.log.info)
         preview = (
-            root.scan(STAGE, [domain]).select("doc_id", "source", "source_row", "n_bytes", "text").head(5).collect()
+            root.scan(STAGE, [domain]).select("doc_id", "source", "source_file", "source_row", "n_bytes", "text")
+            .head(5).collect()
         )
         rejects = root.scan_rejects(STAGE, [domain]).select("source", "source_row", "reason", "detail").head(10).collect()
         yield dg.MaterializeResult(
@@ -63,6 +64,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 "rows_kept": stats.rows_kept,
                 "rows_rejected": stats.rows_rejected,
                 "bytes_kept": dg.MetadataValue.int(stats.bytes_kept),
+                "per_source": per_source_table(root.read_stats(STAGE, domain)),
                 "rejects_by_reason": dg.MetadataValue.json(stats.rejects_by_reason()),
                 **({"drops_by_reason": image_metadata(
                     plots.drops_by_reason({s: c.rejects_by_reason for s, c in stats.sources.items() if c.rejects_by_reason},
@@ -82,9 +84,18 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
     return StageDefinitions(assets=[documents])
 
 
+def per_source_table(stats: dict) -> dg.MetadataValue:
+    """stats.json's per-source accounting as the table a user looks for first."""
+    rows = [{"source": name, "files": s.get("files", 0), "rows_read": s["rows_read"], "rows_kept": s["rows_kept"],
+             "rows_rejected": s["rows_rejected"], "bytes_kept": s.get("bytes_kept", 0),
+             "quarantined_files": len(s.get("quarantined_files", []))}
+            for name, s in stats["sources"].items()]
+    return preview_markdown(rows)
+
+
 def _content_version(stats: dict) -> str:
     hashes = {name: s["file_sha256"] for name, s in stats["sources"].items()}
     return hashlib.sha256(json.dumps(hashes, sort_keys=True).encode()).hexdigest()[:16]
 
 
-__all__ = ["build_stage", "accounting_check"]
+__all__ = ["build_stage", "accounting_check", "per_source_table"]
