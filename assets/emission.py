@@ -15,6 +15,18 @@ ASSET = "training_set"
 SAMPLE_ROWS = 5
 
 
+# Below this many documents a domain is a rounding error of the set: too few to split off validation documents
+# (Megatron splits by document count) or to say anything about the domain.
+MIN_USEFUL_DOCUMENTS = 20
+
+
+def small_domains(manifest: dict, *, minimum: int = MIN_USEFUL_DOCUMENTS) -> list[str]:
+    """One line per domain of the set that holds fewer than ``minimum`` documents."""
+    return [f"{d}: {v['documents']} documents, {v['tokens']} tokens ({v['achieved_proportion']:.4f} of the set) "
+            f"- below a useful size ({minimum} documents); give it more data or a larger share, or drop it"
+            for d, v in manifest["domains"].items() if v["documents"] < minimum]
+
+
 def spec_hash_of(manifest: dict) -> str:
     return manifest.get("spec_hash") or (manifest.get("provenance") or {}).get("spec_hash") or ""
 
@@ -54,6 +66,9 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             for d, v in manifest["domains"].items()
         ]
         shards = [s for st in manifest["sets"].values() for s in st["shards"]]
+        small = small_domains(manifest)
+        for line in small:
+            context.log.warning(line)
         yield dg.MaterializeResult(
             metadata={
                 "path": dg.MetadataValue.path(str(out_dir)),
@@ -68,6 +83,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 "spec_hash": dg.MetadataValue.text(spec_hash_of(manifest)),
                 "build_key": dg.MetadataValue.text(manifest["build_key"]),
                 "sample": output_sample(out_dir, manifest),
+                "small_domains": dg.MetadataValue.md("\n".join(f"- **{line}**" for line in small) or "none"),
             },
             data_version=dg.DataVersion(manifest["build_key"][:16]),
         )

@@ -85,3 +85,10 @@ def test_training_set_asset_materializes_with_checks(data_root, tmp_path):
     assert sample.startswith("| domain | doc_id | n_tokens | text |") and sample.count("\n") == 1 + 5
     first = pl.read_parquet(data_root / "training_set" / "mixed" / "shard-00000.parquet", n_rows=1).row(0, named=True)
     assert f"| {first['domain']} | {first['doc_id']} |" in sample
+    # A domain below a useful size is named (issue 17 item 14); here every domain holds enough.
+    assert metadata["small_domains"].value == "none"
+    from assets.emission import small_domains
+
+    fewest = min(manifest["domains"].values(), key=lambda v: v["documents"])["documents"]
+    flagged = small_domains(manifest, minimum=fewest + 1)
+    assert flagged and all("below a useful size" in line for line in flagged)
