@@ -13,6 +13,7 @@ runs, so a re-staged domain whose data did not change leaves everything below al
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -26,6 +27,35 @@ from pipeline.freshness import STAGE as DOCUMENTS
 from pipeline.freshness import changed_domains, file_states
 from pipeline.spec import load_spec
 from pipeline.store import DataRoot
+
+
+PROGRESS_LOGGER = "curamix_progress"
+
+
+class _CallbackHandler(logging.Handler):
+    def __init__(self, callback: Callable[[str], None]):
+        super().__init__(level=logging.INFO)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Dagster hands its loggers the user's message in the record's dagster_meta; plain text otherwise.
+        meta = getattr(record, "dagster_meta", None) or {}
+        message = meta.get("orig_message") or record.getMessage()
+        if meta.get("dagster_event") is None and message:
+            self.callback(str(message))
+
+
+def progress_logger(callback: Callable[[str], None]) -> dg.LoggerDefinition:
+    """A Dagster logger that hands every INFO-or-above message of the assets (context.log: proxy steps,
+    documents scored, ...) to ``callback``: how ``curamix run`` shows progress inside an asset."""
+
+    @dg.logger
+    def curamix_progress(init_context):
+        log = logging.Logger(PROGRESS_LOGGER, level=logging.INFO)
+        log.addHandler(_CallbackHandler(callback))
+        return log
+
+    return curamix_progress
 
 
 @dataclass(frozen=True)
@@ -106,13 +136,19 @@ def run_all(
     on_step: Callable[[Step, int, int], None] | None = None,
     log_level: str = "INFO",
     stale_only: bool = False,
+    on_message: Callable[[str], None] | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize ``selection`` (default: everything) and what it depends on; raise on failure.
-    With ``stale_only``, only what is stale (see the module docstring); the result lists the runs made."""
+    With ``stale_only``, only what is stale (see the module docstring); the result lists the runs made.
+    ``on_message`` receives every message the assets log (their progress), whatever ``log_level`` shows."""
     defs = build_definitions(spec_path, data_root)
     if instance is None:
         instance = dg.DagsterInstance.from_config(str(dagster_home_for(spec_path, data_root)))
     job = defs.resolve_implicit_global_asset_job_def()
+    loggers = {"console": {"config": {"log_level": log_level}}}
+    if on_message is not None:
+        job = job.with_logger_defs({**dg.default_loggers(), PROGRESS_LOGGER: progress_logger(on_message)})
+        loggers[PROGRESS_LOGGER] = {}
     results = []
     levels = plan(defs, instance, selection)
     total = sum(len(level) for level in levels)
@@ -134,7 +170,7 @@ def run_all(
                 partition_key=step.partition_key,
                 instance=instance,
                 raise_on_error=True,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                run_config={"loggers": loggers},
             )
             failed = [
                 e.event_specific_data for e in result.all_events

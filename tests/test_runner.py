@@ -12,9 +12,9 @@ from tests.test_operations_support import small_spec
 SELECTION = ["concept_clusters"]  # documents -> curated_documents -> embeddings -> concept_clusters
 
 
-def _run(spec_path, instance, selection=SELECTION):
+def _run(spec_path, instance, selection=SELECTION, on_message=None):
     steps = []
-    run_all(spec_path, selection=selection, instance=instance, stale_only=True,
+    run_all(spec_path, selection=selection, instance=instance, stale_only=True, on_message=on_message,
             on_step=lambda step, done, total: steps.append(
                 (",".join(k.to_user_string() for k in step.asset_keys), step.partition_key)))
     return steps
@@ -66,10 +66,13 @@ def test_a_new_file_curation_drops_as_a_near_duplicate_stops_at_curation(tmp_pat
     from assets.staleness import is_fresh, resolver
 
     spec_path = small_spec(tmp_path, math_rows=40, code_rows=20, techdocs_files=8)
-    below = ["tokenizer", "embeddings"]
+    below = ["tokenizer", "embeddings", "reference_proxy"]
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
-        _run(spec_path, instance, below)
+        messages = []
+        _run(spec_path, instance, below, on_message=messages.append)
+        # Progress inside an asset reaches `curamix run`'s terminal (issue 17 item 16): the proxy's steps.
+        assert any(m.startswith("step 12/12: mean train loss") for m in messages), messages[-5:]
         version = _curated_version(instance)
         full = build_definitions(spec_path)
         wanted = {"documents", "curated_documents", *below}
