@@ -365,9 +365,9 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         minimum_interval_seconds=ops.sensor.interval_seconds,
         asset_selection=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING if ops.sensor.running else dg.DefaultSensorStatus.STOPPED,
-        description="New or changed raw files of a source: re-stage only the affected domain partitions and "
-        "what depends on them; staged partitions that the global assets below have not read yet (e.g. from "
-        "the nightly schedule): refresh the global part (operations.sensor in the spec).",
+        description="New or changed raw files of a source: re-stage only the affected domain partitions; then, "
+        "tick by tick, backfill the stale assets below whose parents are fresh, so a stage whose output did not "
+        "change stops the refresh (operations.sensor in the spec).",
     )
     def raw_files_sensor(context: dg.SensorEvaluationContext, curamix: CuramixResource):
         try:
