@@ -52,6 +52,15 @@ def _print_profile_reference() -> None:
             print(f"#       {section}: {changes}")
 
 
+def cmd_plan(args: argparse.Namespace) -> int:
+    """Per asset: the work a spec implies and the expected time on this machine (a few seconds of calibration)."""
+    from assets.plan import plan_spec
+
+    text, _ = plan_spec(load_spec(args.spec, data_root=args.data_root), sample_bytes=args.sample_bytes)
+    print(text)
+    return 0
+
+
 def cmd_defaults(args: argparse.Namespace) -> int:
     """Print every spec section with its defaults: the complete, current spec reference."""
     import yaml
@@ -70,14 +79,22 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     bar = tqdm(total=None, unit="step", desc="curamix", disable=args.quiet)
 
+    running = {"step": ""}
+
     def on_step(step, done, total):
         bar.total = total
         bar.n = done  # steps finished so far; the postfix names the one now running
         names = ",".join(k.to_user_string() for k in step.asset_keys)
-        bar.set_postfix_str(names + (f" [{step.partition_key}]" if step.partition_key else ""))
+        running["step"] = names + (f" [{step.partition_key}]" if step.partition_key else "")
+        bar.set_postfix_str(running["step"])
+
+    def on_message(message: str):
+        # Progress inside the running asset (proxy steps, documents scored): on the bar's line.
+        bar.set_postfix_str(f"{running['step']}: {message.splitlines()[0][:100]}")
 
     results = run_all(args.spec, data_root=args.data_root, selection=args.select or None, on_step=on_step,
-                      log_level="DEBUG" if args.verbose else "WARNING", stale_only=args.stale_only)
+                      log_level="DEBUG" if args.verbose else "WARNING", stale_only=args.stale_only,
+                      on_message=None if args.quiet or args.verbose else on_message)
     bar.n = bar.total or len(results)
     bar.close()
     spec = load_spec(args.spec, data_root=args.data_root)
@@ -99,7 +116,7 @@ def _print_closing_counts(spec) -> None:
 
 def cmd_ui(args: argparse.Namespace) -> int:
     from assets.resources import SPEC_ENV
-    from assets.runner import dagster_home_for
+    from assets.dagster_home import dagster_home_for
 
     spec = load_spec(args.spec)
     env = dict(os.environ)
@@ -120,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--sample", type=int, metavar="N", default=0,
                    help="dry run: read up to N documents per domain and show what each quality rule would drop")
     p.set_defaults(func=cmd_validate)
+    p = sub.add_parser("plan", help="the work each asset implies and its expected time on this machine")
+    p.add_argument("spec")
+    p.add_argument("--data-root", help="override the spec's data_root")
+    p.add_argument("--sample-bytes", type=int, default=1_000_000,
+                   help="bytes of each source's files read to profile the corpus (default 1 MB)")
+    p.set_defaults(func=cmd_plan)
     p = sub.add_parser("defaults", help="print every spec section with its default values")
     p.set_defaults(func=cmd_defaults)
     p = sub.add_parser("run", help="materialize the whole asset graph in-process")

@@ -16,6 +16,7 @@ from assets.context import BuildContext, StageDefinitions, preview_markdown
 from assets.resources import CuramixResource
 from pipeline.config.curation import CurationConfig, check_domains
 from pipeline.config.typed import ConfigError, build, to_plain
+from pipeline.content_version import stage_content_version
 from pipeline.curation.run import STAGE, check_accounting, curate
 from pipeline.store import DataRoot
 
@@ -151,6 +152,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 "config": dg.MetadataValue.json(json.loads(json.dumps(to_plain(settings), default=str))),
                 "path": dg.MetadataValue.path(str(root.stage_dir(STAGE))),
             },
+            # What it wrote, not what it read: unchanged output leaves everything below fresh.
+            data_version=dg.DataVersion(stage_content_version(root, STAGE, spec.domains)),
         )
         yield accounting_check(root, spec.domains)
         if spec.curation.guard.check != "off":  # the check the definitions declared (from the spec)

@@ -7,7 +7,7 @@ from pathlib import Path
 import dagster as dg
 
 from assets.context import BuildContext, StageDefinitions, preview_markdown
-from assets.ops_metadata import image_metadata
+from assets.ops_metadata import image_metadata, markdown_with_inline_images
 from assets.resources import CuramixResource
 from mixers.choose import ASSET_DIR, check_mixture
 from mixers.stage import run_mixing
@@ -41,7 +41,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             "path": dg.MetadataValue.path(str(out / "mixture.json")),
             "method": payload["method"],
             "proportions": preview_markdown(rows),
-            "report": dg.MetadataValue.md((out / "report.md").read_text()),
+            "report": markdown_with_inline_images((out / "report.md").read_text(), out),
             "predicted": dg.MetadataValue.json(payload["predicted"]),
         }
         for name, file in payload["plots"].items():

@@ -12,16 +12,27 @@ The schedule requests one run per domain partition, for the chain assets that ar
 ``stale_partitions``): that is Dagster's unit of fan-out, and the run launcher places the runs.
 Schedules cannot launch backfills, which is why the schedule stops at the chain. The sensor compares
 the raw files with what staging last read (``pipeline.freshness``) and, for the affected domains only,
-launches one asset backfill of the graph below documents (``sensor.downstream: graph``) or one run
-per domain of the chain (``partitions``). In graph mode it also notices per-domain data that the
-global assets below have not read (``downstream_behind``: what the nightly schedule leaves) and
-backfills the global part; together the two make the nightly refresh end in a new training set.
+launches one asset backfill of the chain (``sensor.downstream: graph``) or one run per domain of the
+chain (``partitions``). In graph mode its later ticks walk the global part below the chain one *stale
+frontier* at a time (``assets.staleness.stale_frontier``: the assets Dagster marks stale whose parents
+are all fresh), each as one backfill. A stage whose output did not change keeps its data version (each
+stage's data version is a hash of what it wrote), so nothing below it becomes stale and nothing below it
+re-runs: a new raw file that curation drops as a near duplicate costs one staging and one curation run.
+Per-domain data from the nightly schedule is picked up the same way; together they make the nightly
+refresh end in a new training set when, and only when, the data changed.
+
+The sensor keeps the raw files' fingerprints (size, mtime, sha256 per file) in
+``<data_root>/.curamix/sensor/file_states.json``; its cursor holds only that file's digest, the
+fingerprint last requested per domain and the last global request (so the UI's sensor page stays short).
 """
 
+import hashlib
 import json
 import time
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
@@ -35,6 +46,7 @@ from dagster._core.execution.backfill import BulkActionStatus
 
 from assets.context import BuildContext, StageDefinitions
 from assets.resources import CuramixResource
+from assets.staleness import stale_frontier
 from pipeline.freshness import FileState, changed_domains, file_states
 from pipeline.spec import Spec, SpecError
 from pipeline.store import DataRoot
@@ -199,72 +211,69 @@ def _with_chain_descendants(graph: BaseAssetGraph, chain: list[dg.AssetKey], sta
     return [k for k in chain if k in selected]
 
 
-def downstream_behind(
-    instance: dg.DagsterInstance, graph: BaseAssetGraph, domains: Sequence[str]
-) -> tuple[list[str], int]:
-    """Domains whose per-domain output has data that the global assets below the chain have not read.
-
-    The *boundary* assets are the unpartitioned ones with a parent in the chain (``curated_documents``
-    today). A domain is behind when a chain asset of it was materialized after a boundary asset with a
-    data version other than the one the boundary asset saw, or when a boundary asset was never
-    materialized. Returns those domains and the newest chain event seen (so a tick can tell whether
-    anything happened since it last asked).
-    """
-    chain = domain_chain(graph)
-    chain_set = set(chain)
-    boundary = [
-        k for k in graph_below(graph)
-        if k not in chain_set and graph.get(k).partitions_def is None and graph.get(k).parent_keys & chain_set
-    ]
-    behind: set[str] = set()
-    newest = 0
-    for key in boundary:
-        seen = _latest(instance, key, None)
-        for parent in sorted(graph.get(key).parent_keys & chain_set):
-            for domain in domains:
-                now = _latest(instance, parent, domain)
-                if now is None:
-                    continue
-                newest = max(newest, now.storage_id)
-                if seen is None:
-                    behind.add(domain)
-                elif now.storage_id > seen.storage_id:
-                    then = _latest(instance, parent, domain, before=seen.storage_id)
-                    if then is None or then.tags.get(DATA_VERSION_TAG) != now.tags.get(DATA_VERSION_TAG):
-                        behind.add(domain)
-    return sorted(behind), newest
+def frontier_signature(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], graph: BaseAssetGraph) -> str:
+    """The frontier's keys and the newest materialization of any of their parents: a request for exactly this
+    is made once (a failed backfill is not retried on every tick; new upstream data makes a new signature)."""
+    parents = sorted({p for k in keys for p in graph.get(k).parent_keys})
+    newest = max((seen.storage_id for p in parents if (seen := _latest(instance, p, None))), default=0)
+    return hashlib.sha256(json.dumps([[k.to_user_string() for k in keys], newest]).encode()).hexdigest()[:16]
 
 
 # ---------------------------------------------------------------- the sensor's memory
 
+FILE_STATES = Path(".curamix") / "sensor" / "file_states.json"
+
+
+def load_file_states(root: DataRoot, digest: str) -> dict[str, FileState]:
+    """The fingerprints the sensor saved, if they are the ones its cursor names (else none: re-hash all)."""
+    path = root.root / FILE_STATES
+    try:
+        text = path.read_text()
+    except OSError:
+        return {}
+    if _digest(text) != digest:
+        return {}
+    return {p: FileState.from_list(v) for p, v in json.loads(text).items()}
+
+
+def save_file_states(root: DataRoot, states: dict[str, FileState]) -> str:
+    """Write the fingerprints (atomically, only when they changed); returns their digest for the cursor."""
+    text = json.dumps({p: s.to_list() for p, s in sorted(states.items())}, separators=(",", ":"))
+    path = root.root / FILE_STATES
+    if not path.exists() or path.read_text() != text:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
+        tmp.write_text(text)
+        tmp.replace(path)
+    return _digest(text)
+
+
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
 
 @dataclass
 class SensorCursor:
-    """File states (so sha256 is recomputed only for touched files) and the fingerprint last requested
-    per domain (so a change is requested once, not on every tick until its run finishes)."""
+    """Small on purpose (Dagster prints it on the sensor's page): the digest of the saved file states (so
+    sha256 is recomputed only for touched files), the fingerprint last requested per domain (so a change is
+    requested once, not on every tick until its run finishes) and the last global frontier requested."""
 
-    files: dict[str, FileState] = field(default_factory=dict)
+    files: str = ""
     requested: dict[str, str] = field(default_factory=dict)
-    # The newest per-domain materialization for which the global part below was last requested.
-    downstream_seen: int = 0
+    frontier: str = ""
 
     def to_json(self) -> str:
-        return json.dumps(
-            {"files": {p: s.to_list() for p, s in sorted(self.files.items())}, "requested": self.requested,
-             "downstream_seen": self.downstream_seen},
-            separators=(",", ":"),
-        )
+        return json.dumps({"files": self.files, "requested": self.requested, "frontier": self.frontier},
+                          separators=(",", ":"), sort_keys=True)
 
     @classmethod
     def from_json(cls, text: str | None) -> "SensorCursor":
         if not text:
             return cls()
         data = json.loads(text)
-        return cls(
-            files={p: FileState.from_list(v) for p, v in data.get("files", {}).items()},
-            requested=dict(data.get("requested", {})),
-            downstream_seen=int(data.get("downstream_seen", 0)),
-        )
+        files = data.get("files", "")
+        return cls(files=files if isinstance(files, str) else "",  # an older cursor held the states inline
+                   requested=dict(data.get("requested", {})), frontier=str(data.get("frontier", "")))
 
 
 def _sensor_backfill_in_flight(instance: dg.DagsterInstance) -> str | None:
@@ -277,37 +286,27 @@ def _sensor_backfill_in_flight(instance: dg.DagsterInstance) -> str | None:
 def backfill_request(
     graph: BaseAssetGraph, instance: dg.DagsterInstance, domains: Sequence[str], tags: dict[str, str]
 ) -> dg.RunRequest:
-    """One asset backfill: the chain's ``domains`` partitions and everything below the chain (all its partitions).
+    """One asset backfill of the chain's ``domains`` partitions; what lies below follows on later ticks, one
+    stale frontier at a time (so that an unchanged output stops the refresh)."""
+    data = AssetBackfillData.from_asset_partitions(
+        asset_graph=graph, partition_names=list(domains), asset_selection=domain_chain(graph),
+        dynamic_partitions_store=instance, backfill_start_timestamp=time.time(), all_partitions=False,
+    )
+    return dg.RunRequest.for_asset_graph_subset(data.target_subset, tags=tags)
+
+
+def frontier_backfill_request(
+    graph: BaseAssetGraph, instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey], tags: dict[str, str]
+) -> dg.RunRequest:
+    """One asset backfill of ``keys`` (every partition of each).
 
     Not Dagster's anchored backfill (``partitionNames`` + a selection, what the UI sends): that one keeps
     only the partitioned assets it can reach through partitioned assets, and would silently leave out a
     partitioned asset below a global one (a partitioned asset below ``token_bins``, say).
     """
-    chain = domain_chain(graph)
-    now = time.time()
-    per_domain = AssetBackfillData.from_asset_partitions(
-        asset_graph=graph, partition_names=list(domains), asset_selection=chain,
-        dynamic_partitions_store=instance, backfill_start_timestamp=now, all_partitions=False,
-    ).target_subset
-    below = [k for k in graph_below(graph) if k not in set(chain)]
-    if below:
-        per_domain |= AssetBackfillData.from_asset_partitions(
-            asset_graph=graph, partition_names=None, asset_selection=below,
-            dynamic_partitions_store=instance, backfill_start_timestamp=now, all_partitions=True,
-        ).target_subset
-    return dg.RunRequest.for_asset_graph_subset(per_domain, tags=tags)
-
-
-def global_backfill_request(graph: BaseAssetGraph, instance: dg.DagsterInstance, tags: dict[str, str]) -> dg.RunRequest:
-    """One asset backfill of everything below the domain chain (all partitions), the chain itself untouched."""
-    chain = set(domain_chain(graph))
     data = AssetBackfillData.from_asset_partitions(
-        asset_graph=graph,
-        partition_names=None,
-        asset_selection=[k for k in graph_below(graph) if k not in chain],
-        dynamic_partitions_store=instance,
-        backfill_start_timestamp=time.time(),
-        all_partitions=True,
+        asset_graph=graph, partition_names=None, asset_selection=list(keys), dynamic_partitions_store=instance,
+        backfill_start_timestamp=time.time(), all_partitions=True,
     )
     return dg.RunRequest.for_asset_graph_subset(data.target_subset, tags=tags)
 
@@ -366,9 +365,9 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         minimum_interval_seconds=ops.sensor.interval_seconds,
         asset_selection=dg.AssetSelection.all(),
         default_status=dg.DefaultSensorStatus.RUNNING if ops.sensor.running else dg.DefaultSensorStatus.STOPPED,
-        description="New or changed raw files of a source: re-stage only the affected domain partitions and "
-        "what depends on them; staged partitions that the global assets below have not read yet (e.g. from "
-        "the nightly schedule): refresh the global part (operations.sensor in the spec).",
+        description="New or changed raw files of a source: re-stage only the affected domain partitions; then, "
+        "tick by tick, backfill the stale assets below whose parents are fresh, so a stage whose output did not "
+        "change stops the refresh (operations.sensor in the spec).",
     )
     def raw_files_sensor(context: dg.SensorEvaluationContext, curamix: CuramixResource):
         try:
@@ -376,26 +375,28 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         except SpecError as exc:
             return dg.SkipReason(f"the spec does not load: {exc}")
         cursor = SensorCursor.from_json(context.cursor)
-        states = file_states(spec, cursor.files)
-        changes = [c for c in changed_domains(spec, DataRoot(spec.data_root), states) if c.domain in partition_keys]
+        root = DataRoot(spec.data_root)
+        states = file_states(spec, load_file_states(root, cursor.files))
+        files_digest = save_file_states(root, states)
+        changes = [c for c in changed_domains(spec, root, states) if c.domain in partition_keys]
         fresh = [c for c in changes if cursor.requested.get(c.domain) != c.fingerprint]
         graph = context.repository_def.asset_graph
         mode = spec.operations.sensor.downstream
         tags = {TRIGGER_TAG: SENSOR_NAME}
         requested = {d: fp for d, fp in cursor.requested.items() if d in spec.domains}
-        behind, newest = ([], cursor.downstream_seen)
-        if mode == "graph" and not fresh:
-            # Staged data the global part has not read yet (from the nightly schedule, the UI, ...).
-            behind, newest = downstream_behind(context.instance, graph, [d for d in spec.domains if d in partition_keys])
-            if newest == cursor.downstream_seen:
-                behind = []  # already requested for exactly these materializations
-        if (fresh or behind) and mode == "graph" and (busy := _sensor_backfill_in_flight(context.instance)):
-            # One backfill at a time: the next tick after it finishes requests what changed meanwhile.
-            context.update_cursor(SensorCursor(states, requested, cursor.downstream_seen).to_json())
-            return dg.SkipReason(f"waiting for backfill {busy}")
+
+        def remember(frontier: str = cursor.frontier) -> None:
+            context.update_cursor(SensorCursor(files_digest, requested, frontier).to_json())
+
+        if mode == "graph" and (busy := _sensor_backfill_in_flight(context.instance)):
+            # One backfill at a time: the next tick after it ends requests what changed meanwhile and what
+            # its runs made stale below.
+            remember()
+            waiting = f"; raw files of {', '.join(c.domain for c in fresh)} changed meanwhile" if fresh else ""
+            return dg.SkipReason(f"waiting for backfill {busy} to end, then looking at what it made stale below{waiting}")
         requested.update({c.domain: c.fingerprint for c in fresh})
-        context.update_cursor(SensorCursor(states, requested, newest if behind else cursor.downstream_seen).to_json())
         if fresh:
+            remember()
             for c in fresh:
                 context.log.info(f"{c.domain}: {c.reason} (fingerprint {c.fingerprint})")
             if mode == "graph":
@@ -405,10 +406,22 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
                 dg.RunRequest(run_key=f"{c.domain}:{c.fingerprint}", partition_key=c.domain, asset_selection=chain, tags=tags)
                 for c in fresh
             ]
-        if behind:
-            context.log.info(f"staged data of {', '.join(behind)} not yet read below the per-domain assets")
-            return [global_backfill_request(graph, context.instance, tags)]
-        return dg.SkipReason("no raw file changed since it was staged or requested, and everything below has read the staged data")
+        if mode == "graph":
+            chain = set(domain_chain(graph))
+            frontier = stale_frontier(context.instance, graph, [k for k in graph_below(graph) if k not in chain])
+            if frontier:
+                names = ", ".join(k.to_user_string() for k in frontier)
+                signature = frontier_signature(context.instance, frontier, graph)
+                if signature == cursor.frontier:
+                    remember()
+                    return dg.SkipReason(f"{names} still stale after the backfill this sensor requested for them: "
+                                         "see that backfill's runs (nothing upstream changed since)")
+                remember(signature)
+                context.log.info(f"stale below the per-domain assets, with fresh parents: {names}")
+                return [frontier_backfill_request(graph, context.instance, frontier, tags)]
+        remember()
+        below = "; every asset below documents is fresh" if mode == "graph" else ""
+        return dg.SkipReason(f"no raw file changed since it was staged or requested{below}")
 
     return StageDefinitions(schedules=[nightly_curation], sensors=[raw_files_sensor])
 
@@ -419,8 +432,10 @@ __all__ = [
     "SensorCursor",
     "StalePartition",
     "backfill_request",
-    "downstream_behind",
-    "global_backfill_request",
+    "frontier_backfill_request",
+    "frontier_signature",
+    "load_file_states",
+    "save_file_states",
     "build_stage",
     "domain_chain",
     "graph_below",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from pathlib import Path
 
 import dagster as dg
@@ -49,12 +50,7 @@ def image_metadata(
         from pipeline.plots import save_png
 
         path = save_png(data, save_to)
-    safe_alt = alt.replace("]", ")").replace("[", "(")
-    lines = []
-    if len(data) <= MAX_INLINE_BYTES:
-        lines.append(f"![{safe_alt}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})")
-    else:
-        lines.append(f"_{safe_alt}: {len(data):,} bytes, too large to inline_")
+    lines = [_inline_png(data, alt)]
     if caption:
         lines.append("")
         lines.append(caption)
@@ -64,4 +60,30 @@ def image_metadata(
     return dg.MetadataValue.md("\n".join(lines))
 
 
-__all__ = ["MAX_INLINE_BYTES", "image_metadata"]
+def _inline_png(data: bytes, alt: str) -> str:
+    safe_alt = alt.replace("]", ")").replace("[", "(")
+    if len(data) > MAX_INLINE_BYTES:
+        return f"_{safe_alt}: {len(data):,} bytes, too large to inline_"
+    return f"![{safe_alt}](data:image/png;base64,{base64.b64encode(data).decode('ascii')})"
+
+
+# ![alt](name.png) with a relative target: what a report written next to its pictures links.
+_RELATIVE_IMAGE = re.compile(r"!\[([^\]]*)\]\((?![a-z][a-z0-9+.-]*:|/)([^)\s]+\.png)\)", re.IGNORECASE)
+
+
+def markdown_with_inline_images(markdown: str, folder: str | os.PathLike) -> dg.MetadataValue:
+    """A Markdown report (written next to its PNGs, linking them by relative name) as a metadata value whose
+    pictures show in the UI: each relative PNG link becomes the picture inlined (the UI cannot fetch files
+    from the data root), with the file's path under it; a missing file is named instead of a broken image."""
+    folder = Path(folder)
+
+    def inline(match: re.Match) -> str:
+        path = folder / match.group(2)
+        if not path.is_file():
+            return f"_{match.group(1)}: {path} is missing_"
+        return f"{_inline_png(path.read_bytes(), match.group(1))}\n\n`{path}`"
+
+    return dg.MetadataValue.md(_RELATIVE_IMAGE.sub(inline, markdown))
+
+
+__all__ = ["MAX_INLINE_BYTES", "image_metadata", "markdown_with_inline_images"]

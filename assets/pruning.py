@@ -13,6 +13,7 @@ import dagster as dg
 from assets.context import BuildContext, StageDefinitions, preview_markdown
 from assets.ops_metadata import image_metadata
 from assets.resources import CuramixResource
+from pipeline.content_version import stage_content_version
 from pipeline.pruning import INPUT_STAGE, STAGE
 from pipeline.pruning.clusters import cluster_stage
 from pipeline.pruning.embed import embed_stage
@@ -156,7 +157,9 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             metadata["plot"] = image_metadata(png, alt="pruning report")
         rejects = root.scan_rejects(STAGE).select("domain", "reason", "detail", "excerpt").head(10).collect()
         metadata["rejects_preview"] = preview_markdown(rejects.to_dicts())
-        yield dg.MaterializeResult(metadata=metadata)
+        # What it wrote, not what it read: unchanged output leaves everything below fresh.
+        yield dg.MaterializeResult(metadata=metadata,
+                                   data_version=dg.DataVersion(stage_content_version(root, STAGE, spec.domains)))
         yield accounting_check(root)
         yield budgets_check(report)
 

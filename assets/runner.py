@@ -13,32 +13,49 @@ runs, so a re-staged domain whose data did not change leaves everything below al
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 import dagster as dg
-# Dagster's own staleness rules (what the UI's "stale" marker shows); not in its public API, so pinned
-# with the dagster version in pyproject.toml.
-from dagster._core.definitions.data_version import CachingStaleStatusResolver, StaleStatus
-from dagster._core.loader import LoadingContext
 
+from assets.dagster_home import dagster_home_for
 from assets.definitions import build_definitions
+from assets.staleness import is_fresh, resolver
 from pipeline.freshness import STAGE as DOCUMENTS
 from pipeline.freshness import changed_domains, file_states
 from pipeline.spec import load_spec
 from pipeline.store import DataRoot
 
 
-def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None) -> Path:
-    """DAGSTER_HOME if set, else a folder under the spec's data root (created on first use)."""
-    if os.environ.get("DAGSTER_HOME"):
-        return Path(os.environ["DAGSTER_HOME"])
-    home = load_spec(spec_path, data_root=data_root).data_root / "dagster_home"
-    home.mkdir(parents=True, exist_ok=True)
-    (home / "dagster.yaml").touch()
-    return home
+PROGRESS_LOGGER = "curamix_progress"
+
+
+class _CallbackHandler(logging.Handler):
+    def __init__(self, callback: Callable[[str], None]):
+        super().__init__(level=logging.INFO)
+        self.callback = callback
+
+    def emit(self, record: logging.LogRecord) -> None:
+        # Dagster hands its loggers the user's message in the record's dagster_meta; plain text otherwise.
+        meta = getattr(record, "dagster_meta", None) or {}
+        message = meta.get("orig_message") or record.getMessage()
+        if meta.get("dagster_event") is None and message:
+            self.callback(str(message))
+
+
+def progress_logger(callback: Callable[[str], None]) -> dg.LoggerDefinition:
+    """A Dagster logger that hands every INFO-or-above message of the assets (context.log: proxy steps,
+    documents scored, ...) to ``callback``: how ``curamix run`` shows progress inside an asset."""
+
+    @dg.logger
+    def curamix_progress(init_context):
+        log = logging.Logger(PROGRESS_LOGGER, level=logging.INFO)
+        log.addHandler(_CallbackHandler(callback))
+        return log
+
+    return curamix_progress
 
 
 @dataclass(frozen=True)
@@ -80,22 +97,6 @@ def _has_partitioned_parent(graph, parents, level_keys) -> bool:
     return any(p in level_keys and graph.get(p).partitions_def is not None for p in parents)
 
 
-class _InstanceLoadingContext(LoadingContext):
-    """The batch-loading scope Dagster's staleness resolver reads the event log through (the UI's request
-    context plays this part in the webserver)."""
-
-    def __init__(self, instance: dg.DagsterInstance):
-        self._instance, self._loaders = instance, {}
-
-    @property
-    def instance(self) -> dg.DagsterInstance:
-        return self._instance
-
-    @property
-    def loaders(self) -> dict:
-        return self._loaders
-
-
 class StaleFilter:
     """Narrows a step to what is stale, asked just before the step runs: the answer for an asset depends on
     whether the steps before it (in its level too) produced new data. Raw files are hashed once per run,
@@ -115,10 +116,10 @@ class StaleFilter:
     def __call__(self, step: Step) -> Step | None:
         """The step from its first stale asset on (an asset below a re-run one in the same run may get new
         data), or None when nothing in it is stale."""
-        resolver = CachingStaleStatusResolver(self.instance, self.graph, _InstanceLoadingContext(self.instance))
+        status_of = resolver(self.instance, self.graph)
         keep: list[dg.AssetKey] = []
         for key in step.asset_keys:
-            stale = resolver.get_status(key, step.partition_key) != StaleStatus.FRESH
+            stale = not is_fresh(status_of, self.graph, key, step.partition_key)
             if not stale and key.to_user_string() == DOCUMENTS and step.partition_key is not None:
                 stale = step.partition_key in self.raw_changed()
             if stale or keep:
@@ -135,13 +136,19 @@ def run_all(
     on_step: Callable[[Step, int, int], None] | None = None,
     log_level: str = "INFO",
     stale_only: bool = False,
+    on_message: Callable[[str], None] | None = None,
 ) -> list[dg.ExecuteInProcessResult]:
     """Materialize ``selection`` (default: everything) and what it depends on; raise on failure.
-    With ``stale_only``, only what is stale (see the module docstring); the result lists the runs made."""
+    With ``stale_only``, only what is stale (see the module docstring); the result lists the runs made.
+    ``on_message`` receives every message the assets log (their progress), whatever ``log_level`` shows."""
     defs = build_definitions(spec_path, data_root)
     if instance is None:
         instance = dg.DagsterInstance.from_config(str(dagster_home_for(spec_path, data_root)))
     job = defs.resolve_implicit_global_asset_job_def()
+    loggers = {"console": {"config": {"log_level": log_level}}}
+    if on_message is not None:
+        job = job.with_logger_defs({**dg.default_loggers(), PROGRESS_LOGGER: progress_logger(on_message)})
+        loggers[PROGRESS_LOGGER] = {}
     results = []
     levels = plan(defs, instance, selection)
     total = sum(len(level) for level in levels)
@@ -163,7 +170,7 @@ def run_all(
                 partition_key=step.partition_key,
                 instance=instance,
                 raise_on_error=True,
-                run_config={"loggers": {"console": {"config": {"log_level": log_level}}}},
+                run_config={"loggers": loggers},
             )
             failed = [
                 e.event_specific_data for e in result.all_events

@@ -10,6 +10,7 @@ natural mixture, taken once.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 
 import numpy as np
@@ -61,11 +62,15 @@ def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int
         return np.where(n_tokens > 0, sums / np.maximum(n_tokens, 1), np.nan), n_tokens
 
 
+PROGRESS_SECONDS = 10.0
+
+
 def score_stage(root: DataRoot, stage: str, domains: list[str], *, model: PopulationLM, tokenizer: Tokenizer, bos: int,
                 batch_docs: int = 512, batch_tokens: int = 16_384,
                 progress: Callable[[str], None] | None = None) -> pl.DataFrame:
     """Score every document of a stage: doc_id, domain, loss, n_tokens (in the stage's order per domain)."""
     parts = []
+    started = last = time.perf_counter()
     for domain in domains:
         frame = root.scan(stage, [domain]).select("doc_id", "text").collect()
         losses, counts = [], []
@@ -73,6 +78,10 @@ def score_stage(root: DataRoot, stage: str, domains: list[str], *, model: Popula
             docs = encode_batch(tokenizer, frame["text"][s : s + batch_docs].to_list())
             loss, n = score_documents(model, docs, bos=bos, batch_tokens=batch_tokens)
             losses.append(loss), counts.append(n)
+            if progress and time.perf_counter() - last > PROGRESS_SECONDS and s + batch_docs < frame.height:
+                last = time.perf_counter()  # a long domain reports as it goes, not only when done
+                progress(f"difficulty scores: {domain}: {s + batch_docs}/{frame.height} documents scored "
+                         f"({last - started:.0f}s)")
         parts.append(pl.DataFrame({
             "doc_id": frame["doc_id"], "domain": [domain] * frame.height,
             "loss": np.concatenate(losses) if losses else np.zeros(0),

@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 
 import dagster as dg
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import yaml
@@ -76,3 +77,18 @@ def test_training_set_asset_materializes_with_checks(data_root, tmp_path):
     assert manifest["removals"]["pruned"]["kept"][domains[0]] == 35
     assert manifest["sources"][domains[0]][domains[0]]["rows_read"] == 40
     assert manifest["seeds"]["emission"] == spec.seed_for("emission")
+    # What the docs say to pin, and a look at the output, on the asset's page (issue 17 item 13).
+    (materialization,) = result.asset_materializations_for_node("training_set")
+    metadata = materialization.metadata
+    assert metadata["spec_hash"].value == manifest["spec_hash"] and metadata["build_key"].value == manifest["build_key"]
+    sample = metadata["sample"].value
+    assert sample.startswith("| domain | doc_id | n_tokens | text |") and sample.count("\n") == 1 + 5
+    first = pl.read_parquet(data_root / "training_set" / "mixed" / "shard-00000.parquet", n_rows=1).row(0, named=True)
+    assert f"| {first['domain']} | {first['doc_id']} |" in sample
+    # A domain below a useful size is named (issue 17 item 14); here every domain holds enough.
+    assert metadata["small_domains"].value == "none"
+    from assets.emission import small_domains
+
+    fewest = min(manifest["domains"].values(), key=lambda v: v["documents"])["documents"]
+    flagged = small_domains(manifest, minimum=fewest + 1)
+    assert flagged and all("below a useful size" in line for line in flagged)

@@ -89,6 +89,10 @@ def test_run_mixing_regmix_writes_mixture_report_and_plots(data_root, tmp_path):
     for png in ("proportions.png", "fit.png"):
         assert (out / png).read_bytes()[:4] == b"\x89PNG"
     assert "Fit quality" in (out / "report.md").read_text()
+    from assets.ops_metadata import markdown_with_inline_images
+
+    shown = markdown_with_inline_images((out / "report.md").read_text(), out).value  # the asset's `report`
+    assert shown.count("](data:image/png;base64,") == 2 and ".png)" not in shown
     # Caps: at most 4 epochs of 2M tokens -> law (60k tokens) at most 0.12.
     assert saved["proportions"]["law"] <= 4 * 60_000 / 2_000_000 + 1e-9
     assert payload["proportions"] == saved["proportions"]
@@ -121,6 +125,10 @@ def test_mixture_asset_materializes_with_its_check(data_root, tmp_path):
     assert [c.passed for c in checks] == [True]
     mat = result.asset_materializations_for_node("mixture")[0]
     assert mat.metadata["method"].value == "temperature"
+    # The report's pictures show in the UI: inlined, no link by relative name left (issue 17 item 5).
+    report = mat.metadata["report"].value
+    assert "](proportions.png)" not in report and "![proportions](data:image/png;base64," in report
+    assert "(fit.png)" not in report
     saved = json.loads((data_root / "mixture" / "mixture.json").read_text())
     w = np.array(list(TOKENS.values()), float) ** (1 / 3)
     assert [saved["proportions"][d] for d in TOKENS] == pytest.approx(list(w / w.sum()))

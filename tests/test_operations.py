@@ -92,9 +92,10 @@ def materialize(defs, instance, domains, keys=("documents", "toy_curated")):
 
 
 def materialize_all(defs, instance, domains=DOMAINS):
-    """The per-domain chain for ``domains``, then the global asset below it."""
+    """The per-domain chain for ``domains``, then the global asset below it and the sweeps below that."""
     materialize(defs, instance, domains)
     materialize(defs, instance, [None], keys=("toy_global",))
+    materialize(defs, instance, ["s1", "s2"], keys=("toy_sweeps",))
 
 
 def make_instance(tmp_path):
@@ -273,17 +274,20 @@ def test_sensor_backfills_only_the_partitions_a_new_file_touches(staged):
 
     quiet = sensor_tick(defs, instance, spec, root)
     assert not quiet.run_requests and "no raw file changed" in quiet.skip_message
+    assert "every asset below documents is fresh" in quiet.skip_message
     cursor = quiet.cursor
-    assert len(json.loads(cursor)["files"]) == 6
+    # The fingerprints live in a file under the data root; the cursor (printed on the sensor's page) is small
+    # whatever the number of raw files.
+    assert len(json.loads((root / ops.FILE_STATES).read_text())) == 6
+    assert len(cursor) < 200 and "sha" not in cursor
 
     write_jsonl(spec.parent / "raw" / "beta" / "part2.jsonl", ["A third beta file appears."])
     tick = sensor_tick(defs, instance, spec, root, cursor)
     (request,) = tick.run_requests
     assert request.requires_backfill_daemon()
     assert request.tags[ops.TRIGGER_TAG] == ops.SENSOR_NAME
-    assert backfill_partitions(request) == {
-        "documents": ["beta"], "toy_curated": ["beta"], "toy_global": None, "toy_sweeps": ["s1", "s2"],
-    }
+    # The chain of the touched domain only; the global part follows once it ran, if its data changed.
+    assert backfill_partitions(request) == {"documents": ["beta"], "toy_curated": ["beta"]}
 
     # Requested once: the next tick does not ask again while the change is being processed.
     again = sensor_tick(defs, instance, spec, root, tick.cursor)
@@ -317,13 +321,19 @@ def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
     defs = build_defs(spec, root)
     materialize(defs, instance, DOMAINS)  # the per-domain chain only, as the nightly schedule leaves it
 
+    # One stale frontier at a time: toy_global first (its parents are fresh), not the chain, not toy_sweeps.
     first = sensor_tick(defs, instance, spec, root)
     (request,) = first.run_requests
-    assert backfill_partitions(request) == {"toy_global": None, "toy_sweeps": ["s1", "s2"]}  # not the chain
-    assert not sensor_tick(defs, instance, spec, root, first.cursor).run_requests  # asked once
+    assert backfill_partitions(request) == {"toy_global": None}
+    again = sensor_tick(defs, instance, spec, root, first.cursor)
+    assert not again.run_requests and "still stale after the backfill" in again.skip_message  # asked once
 
     materialize(defs, instance, [None], keys=("toy_global",))
-    quiet = sensor_tick(defs, instance, spec, root, first.cursor)
+    second = sensor_tick(defs, instance, spec, root, first.cursor)
+    assert [backfill_partitions(r) for r in second.run_requests] == [{"toy_sweeps": ["s1", "s2"]}]
+    for sweep in ("s1", "s2"):
+        materialize(defs, instance, [sweep], keys=("toy_sweeps",))
+    quiet = sensor_tick(defs, instance, spec, root, second.cursor)
     assert not quiet.run_requests
 
     # Re-staging alpha with the same bytes changes no data version: nothing to refresh.
@@ -334,7 +344,7 @@ def test_sensor_refreshes_the_global_part_when_staged_data_is_newer(setup):
     write_jsonl(spec.parent / "raw" / "gamma" / "part0.jsonl", ["Fresh gamma text for tonight."])
     materialize(defs, instance, ["gamma"])
     (refresh,) = sensor_tick(defs, instance, spec, root, quiet.cursor).run_requests
-    assert backfill_partitions(refresh) == {"toy_global": None, "toy_sweeps": ["s1", "s2"]}
+    assert backfill_partitions(refresh) == {"toy_global": None}
 
 
 def test_sensor_rehashes_only_touched_files(staged, monkeypatch):
@@ -359,7 +369,8 @@ def test_sensor_waits_for_its_own_backfill(staged):
     spec, root, instance = staged
     defs = build_defs(spec, root)
     write_jsonl(spec.parent / "raw" / "alpha" / "part9.jsonl", ["Late alpha."])
-    (request,) = sensor_tick(defs, instance, spec, root).run_requests
+    tick = sensor_tick(defs, instance, spec, root)
+    (request,) = tick.run_requests
     instance.add_backfill(PartitionBackfill.from_asset_graph_subset(
         backfill_id="inflight", backfill_timestamp=time.time(), tags=dict(request.tags),
         dynamic_partitions_store=instance, asset_graph_subset=request.asset_graph_subset,
@@ -367,6 +378,10 @@ def test_sensor_waits_for_its_own_backfill(staged):
     ))
     waiting = sensor_tick(defs, instance, spec, root)
     assert not waiting.run_requests and "waiting for backfill inflight" in waiting.skip_message
+    # With its change already requested, the tick still says what is true: its backfill is running.
+    during = sensor_tick(defs, instance, spec, root, tick.cursor)
+    assert not during.run_requests and "waiting for backfill inflight" in during.skip_message
+    assert "fresh" not in during.skip_message and "has read" not in during.skip_message
 
 
 def test_sensor_skips_with_a_reason_when_the_spec_breaks(setup):

@@ -22,6 +22,15 @@ def test_materialize_documents_for_every_domain(data_root):
     materialization = instance.get_latest_materialization_event(dg.AssetKey("documents")).asset_materialization
     assert materialization.partition in spec.domains
     assert {"rows_read", "rows_kept", "rejects_by_reason", "preview"} <= set(materialization.metadata)
+    # Per-source counts of stats.json, and where each previewed row came from (issue 17 item 13).
+    math = instance.fetch_materializations(
+        dg.AssetRecordsFilter(asset_key=dg.AssetKey("documents"), asset_partitions=["math"]), limit=1
+    ).records[0].asset_materialization.metadata
+    stats = root.read_stats("documents", "math")
+    table = math["per_source"].value
+    for name, s in stats["sources"].items():
+        assert f"| {name} | {s['files']} | {s['rows_read']} | {s['rows_kept']} | {s['rows_rejected']} |" in table
+    assert "| source_file |" in math["preview"].value and "raw/math_gsm8k_train.jsonl" in math["preview"].value
     evaluations = [
         e for r in results for e in r.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"
     ]

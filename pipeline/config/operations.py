@@ -59,3 +59,6 @@ class SensorConfig:
 class OperationsConfig:
     schedule: ScheduleConfig = field(default_factory=ScheduleConfig)
     sensor: SensorConfig = field(default_factory=SensorConfig)
+    # Dagster's usage telemetry for the instance curamix creates under the data root (off unless true here
+    # or CURAMIX_DAGSTER_TELEMETRY=1; a DAGSTER_HOME you set yourself keeps its own dagster.yaml).
+    telemetry: bool = False
