@@ -48,12 +48,14 @@ class Sizes:
     kmeans_k: int
     tiny_model: bool        # a tiny proxy without torch.compile (CI), else the default proxy config
     vocab_size: int
+    pool_docs: int | None = None   # documents kept per domain of the example corpus (None = all)
+    pool_chars: int | None = None  # texts cut to this many characters (None = whole)
 
 
 SIZES = {
     "cuda": Sizes(64, 30, 30, 4, 60, 10_000, 10_000, 200_000, 128, 100, False, 4096),
     "cpu": Sizes(4, 8, 8, 4, 30, 1_000, 2_000, 20_000, 128, 100, False, 4096),
-    "quick": Sizes(3, 2, 2, 2, 3, 40, 40, 600, 16, 8, True, 512),
+    "quick": Sizes(3, 2, 2, 2, 3, 40, 40, 600, 16, 8, True, 512, pool_docs=60, pool_chars=3000),
 }
 
 
@@ -74,8 +76,10 @@ def _config(sizes: Sizes, device, **train):
     return dataclasses.replace(config, train=dataclasses.replace(config.train, device=device.type, **train))
 
 
-def _stage_example(work: Path):
-    """The embedded example corpus staged with curamix's staging code; returns (spec, root)."""
+def _stage_example(work: Path, sizes: Sizes):
+    """The embedded example corpus staged with curamix's staging code, then cut to the sizes' pool as the stage
+    'pool'; returns (spec, root)."""
+    import polars as pl
     import yaml
 
     from pipeline.spec import load_spec
@@ -91,6 +95,14 @@ def _stage_example(work: Path):
     root = DataRoot(spec.data_root)
     for domain in spec.domains:
         stage_domain(spec, domain, root=root)
+        frame = root.scan("documents", [domain]).collect()
+        if sizes.pool_docs is not None:
+            frame = frame.head(sizes.pool_docs)
+        if sizes.pool_chars is not None:
+            frame = frame.with_columns(pl.col("text").str.slice(0, sizes.pool_chars))
+        with root.write_domain("pool", domain) as tmp:
+            (tmp / "data").mkdir()
+            frame.write_parquet(tmp / "data" / "part-0.parquet")
     return spec, root
 
 
@@ -126,7 +138,7 @@ def precision_losses(sizes: Sizes, device, spec, root, tokenizer, work: Path) ->
     from proxies.bins import Bins, build_bins
     from proxies.population import train_population
 
-    build_bins(root, "documents", spec.domains, work / "bins", tokenizer=tokenizer, tokenizer_sha256="gpu-check",
+    build_bins(root, "pool", spec.domains, work / "bins", tokenizer=tokenizer, tokenizer_sha256="gpu-check",
                validation_fraction=0.1, seed=0)
     bins = Bins.open(work / "bins")
     mixtures = np.random.default_rng(0).dirichlet(np.ones(len(bins.domains)), size=sizes.precision_members)
@@ -146,11 +158,16 @@ def precision_losses(sizes: Sizes, device, spec, root, tokenizer, work: Path) ->
             "domains": bins.domains,
             "fp32": {d: [round(v, 5) for v in fp32[:, j]] for j, d in enumerate(bins.domains)},
             "bf16": {d: [round(v, 5) for v in bf16[:, j]] for j, d in enumerate(bins.domains)},
-            "relative_difference_by_domain": {d: round(float(relative[:, j].max()), 5) for j, d in enumerate(bins.domains)},
-            "max_relative_difference": round(float(relative.max()), 5),
-            "mean_relative_difference": round(float(relative.mean()), 5),
+            "relative_difference_by_domain": {d: _sig(relative[:, j].max()) for j, d in enumerate(bins.domains)},
+            "max_relative_difference": _sig(relative.max()),
+            "mean_relative_difference": _sig(relative.mean()),
             "goal_max_relative_difference": 0.01,
             "within_goal": bool(relative.max() <= 0.01)}
+
+
+def _sig(value: float) -> float:
+    """Four significant digits (a tiny difference must not round to zero)."""
+    return float(f"{float(value):.4g}")
 
 
 def scoring_throughput(sizes: Sizes, device, root, stage: str, tokenizer, work: Path) -> dict:
@@ -241,8 +258,8 @@ def run(quick: bool = False, *, device: str = "auto") -> dict:
             figures["phase_seconds"][name] = round(time.perf_counter() - started, 1)
             return result
 
-        spec, root = phase("stage_example", _stage_example, work)
-        texts = root.scan("documents").select("text").collect()["text"].to_list()
+        spec, root = phase("stage_example", _stage_example, work, sizes)
+        texts = root.scan("pool").select("text").collect()["text"].to_list()
         tokenizer = phase("tokenizer", lambda: train_tokenizer(
             [t[:20_000] for t in texts[:: max(1, len(texts) // 2000)]], vocab_size=sizes.vocab_size))
         figures |= phase("population", population_vs_sequential, sizes, dev)

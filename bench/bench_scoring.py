@@ -4,7 +4,7 @@ Workload: ../shared/corpora (every file, bench/corpus.py's domains), staged with
 seeded ``FRACTION`` of each source's documents (so each source keeps its length distribution: the cost of "all"
 grows with the tokens of a document, and the corpus mixes 150-token GSM8K problems with 400 KB books). Curation is
 not run (it would only remove some documents). On that pool, as the pipeline does by default: a byte-level BPE
-(vocab 4096), token bins, a reference proxy (default ``ProxiesConfig``, eager) trained on the natural mixture.
+(vocab 4096, trained on 5 MB of the pool drawn evenly across domains), token bins, a reference proxy (default ``ProxiesConfig``, eager) trained on the natural mixture.
 
 Then ``difficulty_scores``' code (``proxies.scoring.score_stage``, streaming) scores the pool once with every token
 (``all``: today's cost) and once per bounded budget (prefix / seeded windows of N tokens), in one process, one after
@@ -32,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-FRACTION = 0.06
+FRACTION = 0.05
 BUDGETS = [("prefix", 32), ("prefix", 64), ("prefix", 128), ("prefix", 256), ("windows", 32), ("windows", 64),
            ("windows", 128), ("windows", 256)]
 QUICK_BUDGETS = [("prefix", 64), ("windows", 64)]
@@ -72,7 +72,7 @@ def reference_proxy(spec, root, work: Path):
     from proxies.population import train_population
     from proxies.tokenizer import sample_training_texts, train_tokenizer
 
-    tokenizer = train_tokenizer(sample_training_texts(root, "curated", spec.domains, max_bytes=20_000_000, seed=0),
+    tokenizer = train_tokenizer(sample_training_texts(root, "curated", spec.domains, max_bytes=5_000_000, seed=0),
                                 vocab_size=4096)
     config = ProxiesConfig()
     config = dataclasses.replace(config, train=dataclasses.replace(config.train, compile=False, device="cpu"))
