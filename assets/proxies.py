@@ -27,8 +27,8 @@ from assets.resources import CuramixResource
 from pipeline.config.typed import to_plain
 from pipeline.store import DataRoot, atomic_file, replace_dir, temp_name, write_json
 from proxies.bins import Bins, bins_outcome, build_bins, check_split_and_sizes, read_target_texts
-from proxies.population import train_population
-from proxies.scoring import score_stage
+from proxies.population import pick_device, train_population
+from proxies.scoring import ScoreBudget, score_stage
 from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
 from pipeline.emission.writer import find_eos
 from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
@@ -53,6 +53,8 @@ def _sweep_fingerprint(spec, bins: Bins, sweep) -> str:
     """What a sweep's results depend on: its own settings, the training settings, the data, the seed."""
     cfg = to_plain(spec.proxies)
     cfg.pop("sweeps", None)
+    for key in ("score_tokens", "score_mode", "score_batch_tokens"):  # difficulty scoring only, not sweeps
+        cfg.pop(key, None)
     inputs = {"sweep": to_plain(sweep), "proxies": cfg, "bins": bins.meta, "seed": spec.seed_for(f"proxy_runs/{sweep.name}")}
     return hashlib.sha256(json.dumps(inputs, sort_keys=True, default=str).encode()).hexdigest()
 
@@ -219,7 +221,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         kinds={"parquet", "pytorch"},
         description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score). "
         "Skipped (an empty table) unless a configured step reads it (pruning.method seta).",
-        code_version=ctx.code_version(f"difficulty-scores-1{skipped}", "proxies"),
+        code_version=ctx.code_version(f"difficulty-scores-2{skipped}", "proxies"),
     )
     def difficulty_scores(context: dg.AssetExecutionContext, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -228,16 +230,22 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         if not _scores_read_by(spec):
             return _skip(out, context, empty_scores=True)
         out.mkdir(parents=True, exist_ok=True)
-        if spec.proxies.enabled:
+        cfg = spec.proxies
+        if cfg.enabled:
             model, _ = load_proxy(root.root / "reference_proxy")
             tok = load_tokenizer(root.root / "tokenizer" / "tokenizer.json")
-            scores = score_stage(root, "curated", spec.domains, model=model, tokenizer=tok, bos=eot_id(tok),
-                                 batch_tokens=spec.proxies.score_batch_tokens, progress=context.log.info)
-        else:
-            scores = pl.DataFrame(schema=SCORE_COLUMNS)  # pass-through: no scores, SeTa keeps everything
-        _write_parquet(scores, out / "scores.parquet")
-        summary = scores.group_by("domain").agg(pl.len().alias("docs"), pl.col("loss").mean().round(3).alias("mean_loss")).sort("domain")
-        return dg.MaterializeResult(metadata={"documents": scores.height, "by_domain": preview_markdown(summary.to_dicts()),
+            budget = ScoreBudget.of(cfg.score_tokens, cfg.score_mode, spec.seed_for("difficulty_scores"))
+            summary = score_stage(root, "curated", spec.domains, model=model, tokenizer=tok, bos=eot_id(tok),
+                                  out=out / "scores.parquet", budget=budget, batch_tokens=cfg.score_batch_tokens,
+                                  device=pick_device(cfg.train.device), precision=cfg.train.precision,
+                                  progress=context.log.info)
+        else:  # pass-through: no scores, SeTa keeps everything
+            _write_parquet(pl.DataFrame(schema=SCORE_COLUMNS), out / "scores.parquet")
+            summary = {}
+        rows = [{"domain": d, **v} for d, v in sorted(summary.items())]
+        return dg.MaterializeResult(metadata={"documents": sum(v["docs"] for v in summary.values()),
+                                              "score_tokens": str(cfg.score_tokens), "score_mode": cfg.score_mode,
+                                              "by_domain": preview_markdown(rows),
                                               "path": dg.MetadataValue.path(str(out / "scores.parquet"))})
 
     @dg.asset(

@@ -51,7 +51,7 @@ def available() -> list[str]:
     return sorted(m.name[len("bench_"):] for m in pkgutil.iter_modules([str(HERE)]) if m.name.startswith("bench_"))
 
 
-def run_one(name: str, quick: bool) -> dict:
+def run_one(name: str, quick: bool, results: Path = RESULTS) -> dict:
     module = importlib.import_module(f"bench.bench_{name}")
     started = time.perf_counter()
     figures = module.run(quick=quick)
@@ -65,8 +65,8 @@ def run_one(name: str, quick: bool) -> dict:
         "figures": figures,
         "summary": getattr(module, "summarize", lambda f: "")(figures),
     }
-    RESULTS.mkdir(exist_ok=True)
-    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
+    results.mkdir(parents=True, exist_ok=True)
+    (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")
     return record
 
 
@@ -91,14 +91,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("names", nargs="*", help=f"benchmarks to run (default: all of {available()})")
     parser.add_argument("--quick", action="store_true", help="smaller inputs, for a smoke run")
+    parser.add_argument("--results", type=Path, default=RESULTS,
+                        help="folder for the result JSON (default bench/results; RESULTS.md only follows that one)")
     args = parser.parse_args(argv)
     for name in args.names or available():
         if name not in available():
             print(f"unknown benchmark {name!r}; have {available()}", file=sys.stderr)
             return 2
-        rec = run_one(name, args.quick)
+        rec = run_one(name, args.quick, args.results)
         print(json.dumps(rec["figures"], indent=2))
-    (HERE / "RESULTS.md").write_text(render_markdown())
+        if rec.get("summary"):
+            print(rec["summary"])
+    if args.results.resolve() == RESULTS:
+        (HERE / "RESULTS.md").write_text(render_markdown())
     return 0
 
 

@@ -46,9 +46,17 @@ def pick_device(choice: str = "auto") -> torch.device:
     return torch.device("cpu")
 
 
-def autocast_for(device: torch.device):
-    """bf16 autocast on GPU; fp32 on CPU (the peak we compare with is the fp32 matmul peak)."""
-    return torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+def autocast_for(device: torch.device, precision: str = "fp32"):
+    """bf16 autocast on ``device`` when ``precision`` is "bf16"; plain fp32 otherwise (``TrainConfig.precision``).
+
+    The context must wrap only the forward pass and the loss (autocast's rule): backward runs outside it with the
+    dtypes the forward recorded, and the optimizer updates fp32 master weights.
+    """
+    if precision == "fp32":
+        return nullcontext()
+    if precision != "bf16":
+        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def lr_at(step: int, train: TrainConfig) -> float:
@@ -88,7 +96,7 @@ def eval_windows(array: np.ndarray, seq_len: int, max_tokens: int) -> tuple[np.n
 
 @torch.no_grad()
 def evaluate(model: PopulationLM, windows: np.ndarray, mask: np.ndarray, *, device: torch.device,
-             batch_windows: int = 16) -> np.ndarray:
+             batch_windows: int = 16, precision: str = "fp32") -> np.ndarray:
     """Mean masked token loss of every member on the same windows: (N,) float64 (NaN if nothing to score)."""
     n = model.n_members
     if len(windows) == 0:
@@ -98,7 +106,7 @@ def evaluate(model: PopulationLM, windows: np.ndarray, mask: np.ndarray, *, devi
     for s in range(0, len(windows), batch_windows):
         w = torch.from_numpy(windows[s : s + batch_windows]).to(device)
         m = torch.from_numpy(mask[s : s + batch_windows]).to(device)
-        with autocast_for(device):
+        with autocast_for(device, precision):
             losses = model.token_losses(w.unsqueeze(0).expand(n, -1, -1))
         total += (losses * m).flatten(1).sum(1).double()
         count += int(m.sum())
@@ -138,14 +146,14 @@ class ChunkTrainer:
 
     def _losses(self, batch: torch.Tensor) -> torch.Tensor:
         try:
-            with autocast_for(self.device):
+            with autocast_for(self.device, self.train.precision):
                 return self.loss_fn(batch)
         except Exception as exc:  # compilation failed: keep training, eagerly
             if self.loss_fn == self.model.member_losses:
                 raise
             warnings.warn(f"torch.compile failed ({type(exc).__name__}: {exc}); training eagerly", stacklevel=2)
             self.loss_fn = self.model.member_losses
-            with autocast_for(self.device):
+            with autocast_for(self.device, self.train.precision):
                 return self.loss_fn(batch)
 
     def fit(self, loaders: Sequence[MixtureLoader], seeds: Sequence[int], steps: int,
@@ -161,7 +169,10 @@ class ChunkTrainer:
         for step in range(steps):
             for group in opt.param_groups:
                 group["lr"] = lr_at(step, train)
-            batch = torch.from_numpy(np.stack([loader.batch(step) for loader in loaders])).to(device, non_blocking=True)
+            batch = torch.from_numpy(np.stack([loader.batch(step) for loader in loaders]))
+            if device.type == "cuda":  # page-locked, so the copy is truly asynchronous (pageable memory blocks)
+                batch = batch.pin_memory()
+            batch = batch.to(device, non_blocking=True)
             losses = self._losses(batch)
             losses.sum().backward()
             clip_per_member(params, train.grad_clip)
@@ -237,7 +248,8 @@ def train_population(bins: Bins, mixtures: np.ndarray | Sequence[MixtureSchedule
                                  seq_len=mcfg.seq_len, seed=seeds[i]) for i in members]
 
         def on_checkpoint(step: int, train_loss: np.ndarray, members=members) -> None:
-            losses = {name: evaluate(trainer.model, w, m, device=device) for name, (w, m) in evals.items()}
+            losses = {name: evaluate(trainer.model, w, m, device=device, precision=tcfg.precision)
+                      for name, (w, m) in evals.items()}
             for j, i in enumerate(members):
                 row = {"run_id": run_ids[i], "member": i, "seed": seeds[i], "step": step,
                        "tokens": step * tcfg.batch_size * mcfg.seq_len}

@@ -1,63 +1,206 @@
-"""Per-document loss with a trained proxy: the mean next-token loss over each document's tokens (for SeTa).
+"""Per-document loss with a trained proxy (SeTa's difficulty score), over a bounded number of tokens per document.
 
-Each document is scored on its own, prefixed with the EOT token as beginning-of-sequence so that its first token
-is predicted too; a document longer than the context is cut into consecutive windows (every token predicted
-exactly once, each window starting with fresh context, as in the proxies' validation). Windows of many documents
-are batched together; padding is masked out. SeTa (Zhou et al., 2025) uses the last observed training loss per
+A document's score is the mean next-token loss over the tokens it is scored on. Which tokens (``ScoreBudget``):
+
+- ``all``: every token (the cost grows with the corpus's tokens);
+- ``prefix``: the document's first ``tokens`` tokens;
+- ``windows``: ``ceil(tokens / seq_len)`` excerpts of up to ``seq_len`` tokens each, one per equal stretch of the
+  text at a seeded position (seed = the budget's seed and the doc_id's hash, so a document's excerpts do not
+  depend on its neighbours, the batch or the run), each starting at a word boundary.
+
+A document with at most ``tokens`` tokens is scored on all of them in every mode. Only a bounded piece of the text
+is tokenized in the bounded modes (``prefix_chars`` characters per excerpt, grown for the few texts whose first
+characters hold too few tokens), so the cost per document is bounded too. The bench (bench/bench_scoring.py)
+measured the rank correlation of bounded vs full scores on ../shared/corpora and chose the default.
+
+Each excerpt is scored on its own, prefixed with the EOT token as beginning-of-sequence so that its first token is
+predicted too; an excerpt longer than the context is cut into consecutive windows (every token predicted exactly
+once, each window starting with fresh context, as in the proxies' validation). Windows of many documents are
+batched together; padding is masked out. SeTa (Zhou et al., 2025) uses the last observed training loss per
 sample; a static curation pass has no training loop, so the score here is the loss of a proxy trained on the
 natural mixture, taken once.
+
+``score_stage`` streams: documents are read batch by batch from the stage's Parquet files and their scores appended
+to one Parquet file (a temporary name, renamed when complete), so memory does not grow with the corpus. It runs in
+one process; its batches are fixed by the data (not by a worker count), so a shard pool can later split them
+without changing a byte. Output columns: doc_id, domain, loss (NaN for an empty document), n_tokens (tokens the
+loss is the mean of).
 """
 
 from __future__ import annotations
 
+import hashlib
+import math
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
 
 import numpy as np
-import polars as pl
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer
 
-from pipeline.store import DataRoot
+from pipeline.store import DataRoot, atomic_file
 from proxies.model import PopulationLM
 from proxies.population import autocast_for
 from proxies.tokenizer import encode_batch
 
+SCORE_SCHEMA = pa.schema([("doc_id", pa.string()), ("domain", pa.string()), ("loss", pa.float64()),
+                          ("n_tokens", pa.int64())])
+# Characters tokenized per wanted token at first: byte-level BPE with a few thousand merges averages 3-5
+# characters per token on prose and code; texts whose cut holds too few tokens are re-cut 4x longer.
+CHARS_PER_TOKEN = 8
+# Tokens dropped at the end of a cut: the cut may split a word, whose tokens then differ from the full text's.
+CUT_MARGIN = 16
+_SPACE = re.compile(r"\s")
 
+
+@dataclass(frozen=True)
+class ScoreBudget:
+    """Which tokens of a document are scored: ``tokens`` None = all of them."""
+
+    tokens: int | None = None
+    mode: Literal["prefix", "windows"] = "prefix"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.tokens < 1:
+            raise ValueError("a score budget needs at least one token per document (or None for all)")
+        if self.mode not in ("prefix", "windows"):
+            raise ValueError(f"score mode must be 'prefix' or 'windows', got {self.mode!r}")
+
+    @classmethod
+    def of(cls, tokens: int | str, mode: str = "prefix", seed: int = 0) -> "ScoreBudget":
+        """From the spec's ``proxies.score_tokens`` ("all" or a count) and ``score_mode``."""
+        return cls(None if tokens == "all" else int(tokens), mode, seed)
+
+    def excerpts(self, seq_len: int) -> int:
+        return 1 if self.tokens is None or self.mode == "prefix" else max(1, math.ceil(self.tokens / seq_len))
+
+
+# -- which tokens of each document ---------------------------------------------------------------------------
+def encode_prefixes(tokenizer: Tokenizer, texts: Sequence[str], tokens: int) -> list[np.ndarray]:
+    """The first ``tokens`` tokens of each text, tokenizing only a prefix of its characters.
+
+    Equal to the full text's first ``tokens`` tokens unless one word spans more than ``CUT_MARGIN`` tokens at the
+    cut (a long run of symbols); tests/test_proxies_scoring.py checks the equality on real documents.
+    """
+    out: list[np.ndarray | None] = [None] * len(texts)
+    todo = list(range(len(texts)))
+    cut = tokens * CHARS_PER_TOKEN
+    while todo:
+        ids = encode_batch(tokenizer, [texts[i][:cut] for i in todo])
+        again = []
+        for i, seq in zip(todo, ids):
+            if len(texts[i]) > cut and len(seq) < tokens + CUT_MARGIN:
+                again.append(i)  # the cut held too few tokens to be sure of the first ``tokens``
+            else:
+                out[i] = seq[:tokens]
+        todo, cut = again, cut * 4
+    return out  # type: ignore[return-value]
+
+
+def doc_seed(seed: int, doc_id: str) -> np.random.Generator:
+    """A document's own random stream: independent of batch, order and run."""
+    digest = hashlib.blake2b(doc_id.encode(), digest_size=8).digest()
+    return np.random.default_rng([int(seed) % 2**63, int.from_bytes(digest, "little")])
+
+
+def excerpt_starts(text: str, count: int, span: int, rng: np.random.Generator) -> list[int]:
+    """``count`` character offsets, one in each equal stretch of ``text`` (minus ``span``), moved to a word start."""
+    room = max(1, len(text) - span)
+    starts = []
+    for k in range(count):
+        lo, hi = k * room // count, max(k * room // count + 1, (k + 1) * room // count)
+        offset = int(rng.integers(lo, hi))
+        if offset:
+            space = _SPACE.search(text, offset)
+            offset = space.end() if space and space.end() < len(text) else offset
+        starts.append(offset)
+    return starts
+
+
+def budget_excerpts(tokenizer: Tokenizer, doc_ids: Sequence[str], texts: Sequence[str], budget: ScoreBudget,
+                    seq_len: int) -> list[list[np.ndarray]]:
+    """Token excerpts to score, per document (see the module docstring)."""
+    if budget.tokens is None:
+        return [[doc] for doc in encode_batch(tokenizer, list(texts))]
+    heads = encode_prefixes(tokenizer, texts, budget.tokens + 1)  # one more: does the document go on?
+    if budget.mode == "prefix":
+        return [[head[: budget.tokens]] for head in heads]
+    count = budget.excerpts(seq_len)
+    length = math.ceil(budget.tokens / count)
+    span = length * CHARS_PER_TOKEN
+    result: list[list[np.ndarray] | None] = [None] * len(texts)
+    long_docs: list[int] = []
+    pieces: list[str] = []
+    for i, head in enumerate(heads):
+        if len(head) <= budget.tokens:
+            result[i] = [head]  # short document: every token, as in "all"
+            continue
+        rng = doc_seed(budget.seed, doc_ids[i])
+        long_docs.append(i)
+        pieces += [texts[i][s:] for s in excerpt_starts(texts[i], count, span, rng)]
+    encoded = encode_prefixes(tokenizer, pieces, length) if pieces else []
+    for j, i in enumerate(long_docs):
+        result[i] = encoded[j * count : (j + 1) * count]
+    return result  # type: ignore[return-value]
+
+
+# -- scoring ------------------------------------------------------------------------------------------------
 def document_windows(docs: Sequence[np.ndarray], *, bos: int, seq_len: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(windows (S, seq_len + 1), mask (S, seq_len), doc index per window) for a list of token arrays."""
+    """(windows (S, width + 1), mask (S, width), doc index per window) for a list of token arrays.
+
+    ``width`` is ``seq_len``, or less when every document is shorter: a short excerpt is not padded to the
+    whole context (causal attention: padding after a token never changes its loss; it only costs compute).
+    """
+    longest = max((len(d) for d in docs), default=0)
+    width = max(1, min(seq_len, longest))
     windows, masks, owners = [], [], []
     for index, doc in enumerate(docs):
         seq = np.concatenate([[bos], np.asarray(doc, dtype=np.int64)])
-        for start in range(0, len(seq) - 1, seq_len):
-            piece = seq[start : start + seq_len + 1]
-            w = np.full(seq_len + 1, bos, dtype=np.int64)
+        for start in range(0, len(seq) - 1, width):
+            piece = seq[start : start + width + 1]
+            w = np.full(width + 1, bos, dtype=np.int64)
             w[: len(piece)] = piece
-            m = np.zeros(seq_len, dtype=bool)
+            m = np.zeros(width, dtype=bool)
             m[: len(piece) - 1] = True
             windows.append(w), masks.append(m), owners.append(index)
     if not windows:
-        return np.zeros((0, seq_len + 1), np.int64), np.zeros((0, seq_len), bool), np.zeros(0, np.int64)
+        return np.zeros((0, width + 1), np.int64), np.zeros((0, width), bool), np.zeros(0, np.int64)
     return np.stack(windows), np.stack(masks), np.asarray(owners, dtype=np.int64)
 
 
 @torch.no_grad()
-def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int, batch_tokens: int = 16_384,
-                    member: int = 0) -> tuple[np.ndarray, np.ndarray]:
-    """Mean token loss (float64, NaN for an empty document) and token count per document, with one member."""
+def score_excerpts(model: PopulationLM, excerpts: Sequence[Sequence[np.ndarray]], *, bos: int,
+                   batch_tokens: int = 16_384, member: int = 0, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Mean token loss over each document's excerpts (float64, NaN when it has no token) and the tokens scored.
+
+    Runs on the model's device; only the per-window loss sums come back to the host.
+    """
     seq_len = model.config.seq_len
     device = next(model.parameters()).device
-    windows, mask, owners = document_windows(docs, bos=bos, seq_len=seq_len)
-    sums = np.zeros(len(docs), dtype=np.float64)
-    batch = max(1, batch_tokens // seq_len)
+    flat = [piece for pieces in excerpts for piece in pieces]
+    owner_of_piece = np.repeat(np.arange(len(excerpts)), [len(p) for p in excerpts]).astype(np.int64)
+    windows, mask, owners = document_windows(flat, bos=bos, seq_len=seq_len)
+    owners = owner_of_piece[owners] if len(owners) else owners
+    sums = np.zeros(len(excerpts), dtype=np.float64)
+    batch = max(1, batch_tokens // windows.shape[1])
     model.eval()
     for s in range(0, len(windows), batch):
         w = torch.from_numpy(windows[s : s + batch]).to(device)
-        with autocast_for(device):
+        m = torch.from_numpy(mask[s : s + batch]).to(device)
+        with autocast_for(device, precision):
             losses = model.token_losses(w.unsqueeze(0).expand(model.n_members, -1, -1))[member]
-        per_window = (losses * torch.from_numpy(mask[s : s + batch]).to(device)).sum(1).double().cpu().numpy()
+        per_window = (losses.float() * m).sum(1).double().cpu().numpy()
         np.add.at(sums, owners[s : s + batch], per_window)
-    n_tokens = np.array([len(d) for d in docs], dtype=np.int64)
+    n_tokens = np.zeros(len(excerpts), dtype=np.int64)
+    np.add.at(n_tokens, owner_of_piece, np.array([len(p) for p in flat], dtype=np.int64))
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n_tokens > 0, sums / np.maximum(n_tokens, 1), np.nan), n_tokens
 
@@ -65,33 +208,66 @@ def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int
 PROGRESS_SECONDS = 10.0
 
 
-def score_stage(root: DataRoot, stage: str, domains: list[str], *, model: PopulationLM, tokenizer: Tokenizer, bos: int,
-                batch_docs: int = 512, batch_tokens: int = 16_384,
-                progress: Callable[[str], None] | None = None) -> pl.DataFrame:
-    """Score every document of a stage: doc_id, domain, loss, n_tokens (in the stage's order per domain)."""
-    parts = []
+def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int, batch_tokens: int = 16_384,
+                    member: int = 0, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
+    """Mean token loss (float64, NaN for an empty document) and token count per document, with one member."""
+    return score_excerpts(model, [[d] for d in docs], bos=bos, batch_tokens=batch_tokens, member=member,
+                          precision=precision)
+
+
+# -- a whole stage, streamed ----------------------------------------------------------------------------------
+def text_batches(files: Sequence[Path], *, batch_docs: int, max_chars: int | None) -> Iterator[tuple[list[str], list[str]]]:
+    """(doc_ids, texts) in file order, ``batch_docs`` at a time; texts cut to ``max_chars`` before leaving Arrow."""
+    for path in files:
+        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_docs, columns=["doc_id", "text"]):
+            text = batch.column(1)
+            if max_chars is not None:
+                text = pc.utf8_slice_codeunits(text, 0, max_chars)
+            yield batch.column(0).to_pylist(), text.to_pylist()
+
+
+def chars_needed(budget: ScoreBudget) -> int | None:
+    """Characters of a document the budget reads: all of them for "all" and "windows" (excerpts are drawn along
+    the whole text); for "prefix" a cut far longer than ``tokens`` tokens can span (512 characters a token), so a
+    long document's text does not leave Arrow."""
+    if budget.tokens is None or budget.mode == "windows":
+        return None
+    return (budget.tokens + 1) * CHARS_PER_TOKEN * 64
+
+
+def score_stage(root: DataRoot, stage: str, domains: list[str], *, model: PopulationLM, tokenizer: Tokenizer,
+                bos: int, out: Path, budget: ScoreBudget = ScoreBudget(), batch_docs: int = 512,
+                batch_tokens: int = 16_384, device: torch.device | None = None, precision: str = "fp32",
+                progress: Callable[[str], None] | None = None) -> dict[str, dict]:
+    """Score every document of a stage into the Parquet file ``out`` (doc_id, domain, loss, n_tokens; the stage's
+    order per domain). Returns per domain: documents, tokens scored, mean loss."""
+    if device is not None:
+        model = model.to(device)
+    seq_len = model.config.seq_len
+    summary: dict[str, dict] = {}
     started = last = time.perf_counter()
-    for domain in domains:
-        frame = root.scan(stage, [domain]).select("doc_id", "text").collect()
-        losses, counts = [], []
-        for s in range(0, frame.height, batch_docs):
-            docs = encode_batch(tokenizer, frame["text"][s : s + batch_docs].to_list())
-            loss, n = score_documents(model, docs, bos=bos, batch_tokens=batch_tokens)
-            losses.append(loss), counts.append(n)
-            if progress and time.perf_counter() - last > PROGRESS_SECONDS and s + batch_docs < frame.height:
-                last = time.perf_counter()  # a long domain reports as it goes, not only when done
-                progress(f"difficulty scores: {domain}: {s + batch_docs}/{frame.height} documents scored "
-                         f"({last - started:.0f}s)")
-        parts.append(pl.DataFrame({
-            "doc_id": frame["doc_id"], "domain": [domain] * frame.height,
-            "loss": np.concatenate(losses) if losses else np.zeros(0),
-            "n_tokens": np.concatenate(counts) if counts else np.zeros(0, np.int64),
-        }, schema={"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64}))
-        if progress:
-            progress(f"difficulty scores: {domain}: {frame.height} documents")
-    if not parts:
-        return pl.DataFrame(schema={"doc_id": pl.String, "domain": pl.String, "loss": pl.Float64, "n_tokens": pl.Int64})
-    return pl.concat(parts)
+    with atomic_file(out) as tmp:
+        with pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd") as writer:
+            for domain in domains:
+                docs, tokens, loss_sum, scored = 0, 0, 0.0, 0
+                for doc_ids, texts in text_batches(root.data_files(stage, [domain]), batch_docs=batch_docs,
+                                                   max_chars=chars_needed(budget)):
+                    excerpts = budget_excerpts(tokenizer, doc_ids, texts, budget, seq_len)
+                    loss, n = score_excerpts(model, excerpts, bos=bos, batch_tokens=batch_tokens, precision=precision)
+                    writer.write_table(pa.table({"doc_id": doc_ids, "domain": [domain] * len(doc_ids), "loss": loss,
+                                                 "n_tokens": n}, schema=SCORE_SCHEMA))
+                    finite = np.isfinite(loss)
+                    docs, tokens = docs + len(doc_ids), tokens + int(n.sum())
+                    loss_sum, scored = loss_sum + float(loss[finite].sum()), scored + int(finite.sum())
+                    if progress and time.perf_counter() - last > PROGRESS_SECONDS:
+                        last = time.perf_counter()  # a long domain reports as it goes, not only when done
+                        progress(f"difficulty scores: {domain}: {docs} documents scored ({last - started:.0f}s)")
+                summary[domain] = {"docs": docs, "tokens_scored": tokens,
+                                   "mean_loss": round(loss_sum / scored, 3) if scored else None}
+                if progress:
+                    progress(f"difficulty scores: {domain}: {docs} documents, {tokens} tokens scored")
+    return summary
 
 
-__all__ = ["document_windows", "score_documents", "score_stage"]
+__all__ = ["ScoreBudget", "SCORE_SCHEMA", "encode_prefixes", "budget_excerpts", "document_windows", "score_excerpts",
+           "score_documents", "text_batches", "score_stage"]

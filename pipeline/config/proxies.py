@@ -72,6 +72,10 @@ class TrainConfig:
     # torch.compile the training step (fuses the norms, RoPE and SwiGLU; ~1.4x on CPU). Falls back to eager
     # with a warning where compilation fails (e.g. no C++ compiler).
     compile: bool = True
+    # Matmul precision of training, evaluation and scoring: fp32, or bf16 autocast (on CUDA, and on CPUs with
+    # bf16 support). fp32 until a GPU run measures bf16's effect on the losses RegMix regresses on
+    # (bench/gpu_check.sh; issue 16's goal: final per-domain losses within 1%).
+    precision: Literal["fp32", "bf16"] = "fp32"
 
 
 @dataclass(frozen=True)
@@ -122,10 +126,17 @@ class ProxiesConfig:
     # The reference proxy (natural mixture) used for per-document difficulty scores (SeTa).
     reference_steps: int | None = None  # None = train.steps
     score_batch_tokens: int = 16_384
+    # Tokens scored per document ("all" = every token; the cost then grows with the corpus's tokens) and where:
+    # "prefix" = the first ones, "windows" = seeded excerpts along the text (proxies/scoring.py).
+    # Chosen by bench/bench_scoring.py on ../shared/corpora (rank correlation with full-document scores).
+    score_tokens: int | Literal["all"] = 256
+    score_mode: Literal["prefix", "windows"] = "prefix"
 
     def __post_init__(self) -> None:
         if not 0.0 < self.validation_fraction < 1.0:
             raise ValueError("validation_fraction must be in (0, 1)")
+        if self.score_tokens != "all" and self.score_tokens < 1:
+            raise ValueError("score_tokens must be 'all' or a positive number of tokens")
         names = [s.name for s in self.sweeps]
         if len(set(names)) != len(names):
             raise ValueError("sweep names must be unique")

@@ -61,7 +61,9 @@ def effective_k(n: int, config: ClusterConfig) -> int:
     return max(1, min(config.k, n // max(1, config.min_cluster_docs)))
 
 
-def _device() -> torch.device:
+def _device(choice: str | torch.device | None = None) -> torch.device:
+    if choice is not None:
+        return torch.device(choice)
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
 
@@ -101,15 +103,19 @@ def kmeans_plusplus_sphere(x: torch.Tensor, k: int, *, generator: torch.Generato
     return x[centers].clone()
 
 
-def spherical_kmeans(x: np.ndarray, k: int, *, seed: int, max_iter: int = 50, tol: float = 1e-5) -> ClusterResult:
-    """Lloyd iterations on the unit sphere; empty clusters re-seeded with the worst-fit points."""
+def spherical_kmeans(x: np.ndarray, k: int, *, seed: int, max_iter: int = 50, tol: float = 1e-5,
+                     device: str | torch.device | None = None) -> ClusterResult:
+    """Lloyd iterations on the unit sphere; empty clusters re-seeded with the worst-fit points.
+
+    ``device`` None = the GPU when there is one. On a GPU the centroid sums (``index_add_``) use atomic adds,
+    whose order varies: results match the CPU's to float rounding, not bit for bit."""
     started = time.perf_counter()
     x = l2_normalize(x)
     n = x.shape[0]
     k = max(1, min(k, n))
     rng = np.random.default_rng(seed)
     generator = torch.Generator().manual_seed(int(seed % 2**63))
-    device = _device()
+    device = _device(device)
     xt = torch.from_numpy(x).to(device)
     # Seeding on a sample keeps it O(sample * k) for very large pools.
     sample = xt if n <= 50_000 else xt[torch.from_numpy(rng.choice(n, 50_000, replace=False)).to(device)]
