@@ -120,11 +120,24 @@ def paired_lines(validation: Mapping[str, dict], method: str) -> list[str]:
             *_table(["difference", "mean", "std. error", "seeds better"], rows), ""]
 
 
+def choice_lines(choices: Mapping[str, dict], quality: Mapping[str, dict]) -> list[str]:
+    """``regressor: auto``: each candidate's cross-validated Spearman per target, the chosen one in bold."""
+    names = list(dict.fromkeys(c for v in choices.values() for c in v["cv_spearman"]))
+    rows = []
+    for t, v in choices.items():
+        cells = [f"**{v['cv_spearman'][c]:.3f}**" if c == v["chosen"] and c in v["cv_spearman"]
+                 else (f"{v['cv_spearman'][c]:.3f}" if c in v["cv_spearman"] else "-") for c in names]
+        own = (quality.get(t) or {}).get("weight_only_spearman")
+        rows.append([t, *cells, v["chosen"], "-" if own is None else float(own)])
+    return ["## Regressor choice (auto: 5-fold cross-validated Spearman on the proxy runs)", "",
+            *_table(["target", *names, "chosen", "rank by own weight"], rows), ""]
+
+
 def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str, float],
                     baselines: Mapping[str, Mapping[str, float]], caps: Mapping[str, float],
                     epochs: Mapping[str, float], predicted: Mapping[str, float] | None = None,
                     quality: Mapping[str, dict] | None = None, validation: Mapping[str, dict] | None = None,
-                    notes: Sequence[str] = ()) -> str:
+                    choices: Mapping[str, dict] | None = None, notes: Sequence[str] = ()) -> str:
     lines = [f"# Mixture report ({method})", ""]
     header = ["domain", method, *baselines, "cap", "epochs"]
     rows = [[d, float(chosen[d]), *[float(b[d]) for b in baselines.values()], float(caps[d]),
@@ -140,6 +153,8 @@ def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str,
         lines += ["## Fit quality on held-out proxy runs", "",
                   *_table(["target", "runs fit", "held out", "Spearman", "MSE", "rank by own weight"], rows),
                   "", "![fit](fit.png)", ""]
+    if choices:
+        lines += choice_lines(choices, quality or {})
     if validation:
         names = list(validation)
         targets = sorted({t for v in validation.values() for t in v["losses"]})
@@ -152,4 +167,4 @@ def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str,
     return "\n".join(lines)
 
 
-__all__ = ["plot_fit", "plot_proportions", "plot_schedule", "report_markdown"]
+__all__ = ["choice_lines", "plot_fit", "plot_proportions", "plot_schedule", "report_markdown"]
