@@ -92,6 +92,7 @@ class MixtureOutcome:
     fit_points: tuple[np.ndarray, np.ndarray] | None = None
     schedule: list[dict] | None = None
     validation: dict[str, dict] | None = None
+    validation_large: dict | None = None      # the same runs with a larger model (mixers/stage.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -187,7 +188,8 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
         (tmp / "report.md").write_text(report_markdown(
             method=outcome.method, domains=inputs.domains, chosen=outcome.mixture, baselines=outcome.baselines,
             caps=inputs.caps, epochs=ep, predicted=outcome.predicted, quality=outcome.quality,
-            choices=outcome.details.get("regressor_choice"), validation=outcome.validation, notes=outcome.notes))
+            choices=outcome.details.get("regressor_choice"), validation=outcome.validation,
+            validation_large=outcome.validation_large, notes=outcome.notes))
         payload = {
             "proportions": outcome.mixture,
             "domains": inputs.domains,  # the column order (JSON keys are written sorted)
@@ -199,6 +201,7 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
             "predicted": outcome.predicted,
             "fit_quality": outcome.quality,
             "validation": outcome.validation,
+            "validation_large": outcome.validation_large,
             "schedule": outcome.schedule,
             "problems": check_mixture(outcome.mixture, inputs.caps),
             "report": "report.md",

@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.config.proxies import ModelConfig
+
 MixingMethod = Literal["regmix", "aioli", "uniform", "natural", "temperature"]
 
 
@@ -86,6 +88,15 @@ class ValidationSettings:
     seeds: int = 1
     # Training steps of each validation proxy (None: the proxies section's steps).
     steps: int | None = None
+    # A check at a larger scale (RegMix's rank invariance): also train the chosen mixture and the baselines with
+    # this model (a full model section; RegMix checks at >= 8x the proxies' non-embedding parameters, and the
+    # report says the ratio) on `tokens` training tokens each (None: the validation runs' steps). Off when null.
+    model: ModelConfig | None = None
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.tokens <= 0:
+            raise ValueError("validation.tokens must be positive")
 
 
 @dataclass(frozen=True)
