@@ -28,7 +28,8 @@ from pipeline.store import DataRoot, replace_dir, write_json
 from proxies.bins import Bins, build_bins, read_target_texts
 from proxies.population import train_population
 from proxies.scoring import score_stage
-from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
+from mixers.regmix.sampling import sample_sweep_mixtures
+from proxies.sweep import load_proxy, save_proxy
 from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
                                train_tokenizer)
 

@@ -70,7 +70,7 @@ def open_bins(root: Path):
 
 def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
                  progress: Callable[[str], None] | None = None) -> MixtureOutcome:
-    from mixers.online import ProxyMixtureTrainer
+    from proxies.online import ProxyMixtureTrainer
 
     a = cfg.aioli
     total = a.total_steps or proxies_cfg.train.steps
@@ -124,7 +124,7 @@ def larger_scale_validation(bins, proxies_cfg, candidates: dict, v, *, seeds: li
     """The same mixtures and seeds trained with ``v.model`` on ``v.tokens`` tokens: does the choice made with
     small proxies still hold for a larger model? Returns ``{"runs": validation_runs(...), "model": ...,
     "non_embedding_params": ..., "ratio_to_proxies": ...}``."""
-    from mixers.online import validation_runs
+    from proxies.online import validation_runs
     from proxies.model import non_embedding_params
 
     cfg = dataclasses.replace(proxies_cfg, model=v.model)
@@ -165,7 +165,7 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
         raise ValueError(f"unknown mixing method {cfg.method!r}")
     v = cfg.validation
     if v.enabled and spec.proxies.enabled:
-        from mixers.online import validation_runs
+        from proxies.online import validation_runs
 
         bins = bins or open_bins(root)
         # Vectors in the bins' domain order: that is how the trainer reads them.

@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mixers.aioli import AioliParams, run_aioli  # noqa: E402
-from mixers.online import ProxyMixtureTrainer, validation_runs  # noqa: E402
+from proxies.online import ProxyMixtureTrainer, validation_runs  # noqa: E402
 from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig  # noqa: E402
 from proxies.bins import Bins  # noqa: E402
 
