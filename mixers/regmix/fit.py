@@ -14,7 +14,9 @@ Spearman and MSE of predicted vs actual on the held-out runs are reported per ta
 When that split would hold out fewer than 20 runs (small sweeps), 5-fold cross-validation is used instead:
 every run is predicted by a model fit without it, so the Spearman ranks all runs, not four or five.
 The regressors used for the search are then refit on all runs (more runs beat a cleaner split: RegMix's
-learning curve still rises at 256 runs).
+learning curve still rises at 256 runs). With ``regressor: auto`` (mixers/regmix/auto.py) the choice itself
+cross-validates every candidate per target; the chosen candidate's out-of-fold predictions are the reported
+quality, and no separate split is made.
 """
 
 from __future__ import annotations
