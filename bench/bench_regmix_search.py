@@ -1,5 +1,5 @@
 """RegMix's search, 1,000,000 simulated mixtures + top-100 average, for every regressor: the default search
-(tree models screened by a quadratic surrogate, the best 20,000 rescored with the full model) next to today's
+(tree models screened by a small distilled forest, the best 10,000 rescored with the full model) next to today's
 full search (every candidate predicted by the full model), in one run.
 
 Data: ../shared/regmix, every regressor fit on the 512 training runs (Pile-CC loss), the paper's prior and
@@ -20,7 +20,7 @@ from mixers.regmix import regmix_bounds, search
 from mixers.regmix.fit import ProxyRuns, fit_model
 from mixers.regmix.regressors import CANDIDATES
 
-RESCORE = 20_000
+RESCORE = 10_000
 TREES = ("lightgbm", "law_lightgbm")
 
 

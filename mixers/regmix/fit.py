@@ -254,7 +254,7 @@ def run_regmix(runs: ProxyRuns, *, prior: np.ndarray, upper: np.ndarray | None =
                search_strength: float = 1.0, baselines: Mapping[str, np.ndarray] | None = None,
                ridge_alpha: float = 0.01, num_boost_round: int = 1000, learning_rate: float = 0.01,
                per_target_quality: bool = True, fit: FitMode = "per_target",
-               search_rescore: int = 20_000) -> RegMixResult:
+               search_rescore: int = 10_000) -> RegMixResult:
     """Fit, check on held-out runs, refit on all runs, search; the chosen mixture respects ``upper``."""
     targets = resolve_targets(runs, target_weights)
     opts = dict(ridge_alpha=ridge_alpha, num_boost_round=num_boost_round, learning_rate=learning_rate)

@@ -31,10 +31,10 @@ class RegMixSettings:
     top_k: int = 100
     # Dirichlet(prior x strength) for the simulated mixtures (the notebook: 1.0, no temperature).
     search_strength: float = 1.0
-    # Models with trees: screen all simulated mixtures with a quadratic surrogate of the model and predict only
-    # this many best (plus the surrogate's 20,000-mixture sample) with the trees; 0: predict every candidate
-    # with the full model (bench/bench_regmix_search.py: same chosen mixture, >10x faster).
-    search_rescore: int = 20_000
+    # Models with trees: screen all simulated mixtures with a small forest distilled from the model and predict
+    # only this many best (plus the 10,000-mixture sample it was distilled on) with the full model; 0: predict
+    # every candidate with the full model (bench/bench_regmix_search.py compares the two).
+    search_rescore: int = 10_000
     # Share of proxy runs held out to report fit quality (Spearman, MSE); the final fit uses all runs.
     holdout: float = 0.2
     ridge_alpha: float = 0.01
