@@ -79,8 +79,12 @@ class AutoRegressor:
             oof = {c: np.empty(n) for c in names}
             for f in np.unique(fold_of):
                 test, train = fold_of == f, fold_of != f
+                fitted = {}
                 for c in names:
-                    oof[c][test] = self._make(c, int(train.sum())).fit(X[train], y[train]).predict(X[test])
+                    model = self._make(c, int(train.sum()))
+                    shared = fitted.get("mixing_law") if model.kind == "law_lightgbm" else None
+                    fitted[c] = model.fit(X[train], y[train], law=shared) if shared else model.fit(X[train], y[train])
+                    oof[c][test] = fitted[c].predict(X[test])
             self.cv_scores = {c: _spearman(oof[c], y) for c in names}
             scored = [c for c in names if np.isfinite(self.cv_scores[c])]
             top = max((self.cv_scores[c] for c in scored), default=np.nan)

@@ -17,7 +17,7 @@ robust loss because a proxy run that diverged or was cut short must not bend the
 - refinement: scipy's bounded trust-region least squares with a Huber loss, its scale set from the
   residuals' median absolute deviation;
 - bounds: 0 <= c <= min(y) (the loss floor cannot exceed the best run) and |s_j| <= S_BOUND;
-- the start with the lowest robust cost wins; equal inputs and seed give equal parameters (deterministic).
+- the ``refined`` starts with the lowest cost are refined, the one with the lowest robust cost after wins; equal inputs and seed give equal parameters (deterministic).
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ class MixingLawRegressor:
     """``L(r) = c + k * exp(t . r)`` fit by robust bounded least squares from several seeded starts."""
 
     restarts: int = 1          # random perturbations per linearized start (on top of the starts themselves)
+    refined: int = 3           # starts refined by the robust fit (the lowest-cost ones)
     seed: int = 42
     kind: str = "mixing_law"
     params: np.ndarray | None = field(default=None, repr=False)   # canonical (c, s_1..s_M)
@@ -85,9 +86,12 @@ class MixingLawRegressor:
             for _ in range(self.restarts):
                 jitter = np.concatenate([[0.0], rng.normal(0.0, 0.3, m)])
                 starts.append(base + jitter)
+        starts = [np.clip(x0, lower + 1e-9, upper - 1e-9) for x0 in starts]
+        # Refine only the most promising starts (lowest robust cost as they are): the rest end in the same basin.
+        scale0 = _common_scale(y)
+        starts = sorted(starts, key=lambda x0: _huber_cost(_predict(x0, X) - y, scale0))[: self.refined]
         best, best_cost = None, np.inf
         for x0 in starts:
-            x0 = np.clip(x0, lower + 1e-9, upper - 1e-9)
             r0 = _predict(x0, X) - y
             scale = max(1.4826 * float(np.median(np.abs(r0 - np.median(r0)))), 1e-6 * (np.ptp(y) + 1e-12), 1e-12)
             res = least_squares(lambda p: _predict(p, X) - y, x0, bounds=(lower, upper), loss="huber",
