@@ -48,6 +48,9 @@ def test_law_respects_its_bounds():
     fit = MixingLawRegressor().fit(X, y)
     assert 0 <= fit.c <= y.min()
     assert np.all(np.abs(fit.params[1:]) <= 30.0)
+    # A target that can be negative (e.g. a loss difference): the floor may go below 0, below its minimum.
+    shifted = MixingLawRegressor().fit(X, y - 1.0)
+    assert shifted.c <= (y - 1.0).min() and np.abs(shifted.predict(X) - (y - 1.0)).max() < 1e-3
 
 
 def _truths():

@@ -16,7 +16,7 @@ robust loss because a proxy run that diverged or was cut short must not bend the
   plus seeded random perturbations of those starts;
 - refinement: scipy's bounded trust-region least squares with a Huber loss, its scale set from the
   residuals' median absolute deviation;
-- bounds: 0 <= c <= min(y) (the loss floor cannot exceed the best run) and |s_j| <= S_BOUND;
+- bounds: 0 <= c <= min(y) (the loss floor cannot exceed the best run; below 0 only for a negative target) and |s_j| <= S_BOUND;
 - the ``refined`` starts with the lowest cost are refined, the one with the lowest robust cost after wins; equal inputs and seed give equal parameters (deterministic).
 """
 
@@ -76,12 +76,14 @@ class MixingLawRegressor:
             raise ValueError("the mixing law needs at least 2 runs")
         lo_y = float(np.min(y))
         m = X.shape[1]
-        lower = np.concatenate([[min(0.0, lo_y)], np.full(m, -S_BOUND)])
+        # A loss floor of 0 for losses (positive); a target that can be negative gets room below its minimum.
+        lower_c = 0.0 if lo_y > 0 else lo_y - (float(np.ptp(y)) + 1.0)
+        lower = np.concatenate([[lower_c], np.full(m, -S_BOUND)])
         upper = np.concatenate([[lo_y], np.full(m, S_BOUND)])
         rng = np.random.default_rng(self.seed)
         starts = []
         for frac in FLOOR_FRACTIONS:
-            base = _linearized_start(X, y, lo_y * frac - 1e-6 * abs(lo_y) if frac else min(0.0, lo_y))
+            base = _linearized_start(X, y, lo_y * frac - 1e-6 * abs(lo_y) if frac and lo_y > 0 else lower_c)
             starts.append(base)
             for _ in range(self.restarts):
                 jitter = np.concatenate([[0.0], rng.normal(0.0, 0.3, m)])
