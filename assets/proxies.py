@@ -29,7 +29,8 @@ from pipeline.store import DataRoot, atomic_file, replace_dir, temp_name, write_
 from proxies.bins import Bins, bins_outcome, build_bins, check_split_and_sizes, read_target_texts
 from proxies.population import pick_device, train_population
 from proxies.scoring import ScoreBudget, score_stage
-from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
+from mixers.regmix.sampling import sample_sweep_mixtures
+from proxies.sweep import load_proxy, save_proxy
 from pipeline.emission.writer import find_eos
 from proxies.tokenizer import (eot_id, file_sha256, load_tokenizer, sample_training_texts, save_tokenizer,
                                train_tokenizer, write_loader_files)

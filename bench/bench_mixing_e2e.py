@@ -131,7 +131,7 @@ def _log(msg: str) -> None:
 
 def run(quick: bool = False) -> dict:
     from mixers.choose import choose_regmix, mixing_inputs
-    from mixers.online import validation_runs
+    from proxies.online import validation_runs
     from mixers.proxy_table import proxy_runs_from_table
     from mixers.regmix import sample_mixtures
     from mixers.report import paired_differences

@@ -34,7 +34,7 @@ from pipeline.schema import doc_id_for
 from pipeline.store import DataRoot
 from proxies.bins import Bins, build_bins
 from proxies.population import train_population
-from proxies.sweep import sample_sweep_mixtures
+from mixers.regmix.sampling import sample_sweep_mixtures
 from proxies.tokenizer import file_sha256, sample_training_texts, save_tokenizer, train_tokenizer
 
 SHARED = Path(__file__).resolve().parent.parent.parent / "shared"

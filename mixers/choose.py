@@ -92,6 +92,7 @@ class MixtureOutcome:
     fit_points: tuple[np.ndarray, np.ndarray] | None = None
     schedule: list[dict] | None = None
     validation: dict[str, dict] | None = None
+    validation_large: dict | None = None      # the same runs with a larger model (mixers/stage.py)
     notes: list[str] = field(default_factory=list)
 
 
@@ -108,7 +109,7 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
         runs, prior=inputs.prior, upper=inputs.upper, target_weights=cfg.target_weights or None,
         regressor=r.regressor, num_samples=r.num_samples, top_k=r.top_k, holdout=r.holdout, seed=seed,
         search_strength=r.search_strength, ridge_alpha=r.ridge_alpha, num_boost_round=r.num_boost_round,
-        learning_rate=r.learning_rate, fit=r.fit,
+        learning_rate=r.learning_rate, fit=r.fit, search_rescore=r.search_rescore,
         baselines={n: np.array([m[d] for d in inputs.domains]) for n, m in baselines.items()})
     quality = {t: {"spearman": q.spearman, "mse": q.mse, "n_fit": q.n_fit, "n_heldout": q.n_heldout,
                    "weight_only_spearman": q.weight_only_spearman} for t, q in result.quality.items()}
@@ -118,6 +119,7 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
         "regressor": result.model.kind,
         "fit": result.model.mode,
         "regressor_hash": result.model.fingerprint(),
+        "regressor_choice": result.model.choices(),
         "target_weights": result.model.targets,
         "num_samples": result.search.n_simulated,
         "rejected_by_caps": result.search.n_rejected,
@@ -135,12 +137,27 @@ def choose_regmix(runs: ProxyRuns, inputs: MixingInputs, cfg: MixingConfig, *, s
                      f"Dirichlet(prior x {r.search_strength:g}) samples rarely reach that region (a larger "
                      "`regmix.search_strength` concentrates them around the prior) or the regression extrapolates "
                      "there (no proxy run near it); the validation runs tell which")
+    notes += auto_notes(result.model.choices(), quality)
     if result.model.kind != r.regressor:
         notes.append(f"{len(runs.run_ids)} proxy runs are too few for trees: fell back to {result.model.kind}")
     return MixtureOutcome("regmix", project(result.mixture, inputs), inputs, baselines, details,
                           predicted=result.predicted, quality=quality,
                           fit_points=None if combined is None else (combined.predicted, combined.actual),
                           notes=notes)
+
+
+def auto_notes(choices: Mapping[str, dict], quality: Mapping[str, dict]) -> list[str]:
+    """A warning per target where ``auto``'s chosen regressor does not rank runs better than the domain's own
+    weight does: its predictions for that target add nothing a one-line rule would not give."""
+    out = []
+    for t, c in choices.items():
+        own = (quality.get(t) or {}).get("weight_only_spearman")
+        score = c["cv_spearman"].get(c["chosen"])
+        if own is not None and score is not None and np.isfinite(own) and not score > own:
+            out.append(f"WARNING: for target {t}, the chosen regressor ({c['chosen']}, CV Spearman {score:.2f}) does "
+                       f"not beat ranking the runs by the domain's own weight ({own:.2f}): more proxy runs, or "
+                       "longer ones, are needed before its shape is trustworthy")
+    return out
 
 
 def choose_baseline(name: str, inputs: MixingInputs, cfg: MixingConfig) -> MixtureOutcome:
@@ -171,7 +188,8 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
         (tmp / "report.md").write_text(report_markdown(
             method=outcome.method, domains=inputs.domains, chosen=outcome.mixture, baselines=outcome.baselines,
             caps=inputs.caps, epochs=ep, predicted=outcome.predicted, quality=outcome.quality,
-            validation=outcome.validation, notes=outcome.notes))
+            choices=outcome.details.get("regressor_choice"), validation=outcome.validation,
+            validation_large=outcome.validation_large, notes=outcome.notes))
         payload = {
             "proportions": outcome.mixture,
             "domains": inputs.domains,  # the column order (JSON keys are written sorted)
@@ -183,6 +201,7 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
             "predicted": outcome.predicted,
             "fit_quality": outcome.quality,
             "validation": outcome.validation,
+            "validation_large": outcome.validation_large,
             "schedule": outcome.schedule,
             "problems": check_mixture(outcome.mixture, inputs.caps),
             "report": "report.md",

@@ -120,10 +120,32 @@ def paired_lines(validation: Mapping[str, dict], method: str) -> list[str]:
             *_table(["difference", "mean", "std. error", "seeds better"], rows), ""]
 
 
+def choice_lines(choices: Mapping[str, dict], quality: Mapping[str, dict]) -> list[str]:
+    """``regressor: auto``: each candidate's cross-validated Spearman per target, the chosen one in bold."""
+    names = list(dict.fromkeys(c for v in choices.values() for c in v["cv_spearman"]))
+    rows = []
+    for t, v in choices.items():
+        cells = [f"**{v['cv_spearman'][c]:.3f}**" if c == v["chosen"] and c in v["cv_spearman"]
+                 else (f"{v['cv_spearman'][c]:.3f}" if c in v["cv_spearman"] else "-") for c in names]
+        own = (quality.get(t) or {}).get("weight_only_spearman")
+        rows.append([t, *cells, v["chosen"], "-" if own is None else float(own)])
+    return ["## Regressor choice (auto: 5-fold cross-validated Spearman on the proxy runs)", "",
+            *_table(["target", *names, "chosen", "rank by own weight"], rows), ""]
+
+
+def validation_lines(title: str, validation: Mapping[str, dict], method: str) -> list[str]:
+    names = list(validation)
+    targets = sorted({t for v in validation.values() for t in v["losses"]})
+    rows = [[t, *[float(validation[n]["losses"][t]) for n in names]] for t in targets]
+    rows.append(["**average**", *[float(validation[n]["average"]) for n in names]])
+    return [title, "", *_table(["target", *names], rows), "", *paired_lines(validation, method)]
+
+
 def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str, float],
                     baselines: Mapping[str, Mapping[str, float]], caps: Mapping[str, float],
                     epochs: Mapping[str, float], predicted: Mapping[str, float] | None = None,
                     quality: Mapping[str, dict] | None = None, validation: Mapping[str, dict] | None = None,
+                    choices: Mapping[str, dict] | None = None, validation_large: Mapping | None = None,
                     notes: Sequence[str] = ()) -> str:
     lines = [f"# Mixture report ({method})", ""]
     header = ["domain", method, *baselines, "cap", "epochs"]
@@ -140,16 +162,20 @@ def report_markdown(*, method: str, domains: Sequence[str], chosen: Mapping[str,
         lines += ["## Fit quality on held-out proxy runs", "",
                   *_table(["target", "runs fit", "held out", "Spearman", "MSE", "rank by own weight"], rows),
                   "", "![fit](fit.png)", ""]
+    if choices:
+        lines += choice_lines(choices, quality or {})
     if validation:
-        names = list(validation)
-        targets = sorted({t for v in validation.values() for t in v["losses"]})
-        rows = [[t, *[float(validation[n]["losses"][t]) for n in names]] for t in targets]
-        rows.append(["**average**", *[float(validation[n]["average"]) for n in names]])
-        lines += ["## Validation runs (same token budget, held-out loss)", "", *_table(["target", *names], rows), ""]
-        lines += paired_lines(validation, method)
+        lines += validation_lines("## Validation runs (same token budget, held-out loss)", validation, method)
+    if validation_large:
+        ratio = validation_large["ratio_to_proxies"]
+        title = (f"## Validation at a larger scale ({validation_large['non_embedding_params']:,} non-embedding "
+                 f"parameters, {ratio:.1f}x the proxies'; {validation_large['steps']} steps)")
+        lines += validation_lines(title, validation_large["runs"], method)
+        if ratio < 8:
+            lines += [f"Note: {ratio:.1f}x is below the 8x RegMix checks rank invariance at.", ""]
     if notes:
         lines += ["## Notes", "", *[f"- {n}" for n in notes], ""]
     return "\n".join(lines)
 
 
-__all__ = ["plot_fit", "plot_proportions", "plot_schedule", "report_markdown"]
+__all__ = ["choice_lines", "plot_fit", "plot_proportions", "plot_schedule", "report_markdown"]

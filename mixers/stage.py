@@ -70,7 +70,7 @@ def open_bins(root: Path):
 
 def choose_aioli(bins, proxies_cfg, inputs: MixingInputs, cfg, *, seed: int,
                  progress: Callable[[str], None] | None = None) -> MixtureOutcome:
-    from mixers.online import ProxyMixtureTrainer
+    from proxies.online import ProxyMixtureTrainer
 
     a = cfg.aioli
     total = a.total_steps or proxies_cfg.train.steps
@@ -119,6 +119,26 @@ def aioli_online_validation(bins, proxies_cfg, inputs: MixingInputs, cfg, *, ste
             "steps": int(steps), "seeds": [int(s) for s in seeds], "final_mixtures": finals, "online": True}
 
 
+def larger_scale_validation(bins, proxies_cfg, candidates: dict, v, *, seeds: list[int], steps: int,
+                            progress: Callable[[str], None] | None = None) -> dict:
+    """The same mixtures and seeds trained with ``v.model`` on ``v.tokens`` tokens: does the choice made with
+    small proxies still hold for a larger model? Returns ``{"runs": validation_runs(...), "model": ...,
+    "non_embedding_params": ..., "ratio_to_proxies": ...}``."""
+    from proxies.online import validation_runs
+    from proxies.model import non_embedding_params
+
+    cfg = dataclasses.replace(proxies_cfg, model=v.model)
+    per_step = proxies_cfg.train.batch_size * v.model.seq_len
+    large_steps = max(1, int(v.tokens // per_step)) if v.tokens else steps
+    big, small = non_embedding_params(v.model), non_embedding_params(proxies_cfg.model)
+    if progress:
+        progress(f"validation at a larger scale: {big:,} non-embedding parameters ({big / small:.1f}x the "
+                 f"proxies'), {large_steps} steps")
+    runs = validation_runs(bins, cfg, candidates, steps=large_steps, seeds=seeds, progress=progress)
+    return {"runs": runs, "model": dataclasses.asdict(v.model), "non_embedding_params": big,
+            "proxy_non_embedding_params": small, "ratio_to_proxies": big / small, "steps": large_steps}
+
+
 def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
     """Materialize the mixture for ``spec``; returns the ``mixture.json`` payload."""
     root = Path(spec.data_root)
@@ -145,7 +165,7 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
         raise ValueError(f"unknown mixing method {cfg.method!r}")
     v = cfg.validation
     if v.enabled and spec.proxies.enabled:
-        from mixers.online import validation_runs
+        from proxies.online import validation_runs
 
         bins = bins or open_bins(root)
         # Vectors in the bins' domain order: that is how the trainer reads them.
@@ -160,6 +180,9 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
         steps, seeds = v.steps or spec.proxies.train.steps, [seed + i for i in range(v.seeds)]
         outcome.validation = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds,
                                              progress=progress)
+        if v.model is not None:
+            outcome.validation_large = larger_scale_validation(bins, spec.proxies, candidates, v, seeds=seeds,
+                                                               steps=steps, progress=progress)
         if outcome.method == "aioli":
             # Aioli is online: besides its final mixture held fixed, validate the runs it trains itself.
             outcome.validation["aioli_online"] = aioli_online_validation(
@@ -167,4 +190,4 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
     return write_outcome(root, outcome)
 
 
-__all__ = ["MixingInputError", "aioli_online_validation", "available_tokens", "choose_aioli", "read_proxy_table", "run_mixing"]
+__all__ = ["MixingInputError", "aioli_online_validation", "larger_scale_validation", "available_tokens", "choose_aioli", "read_proxy_table", "run_mixing"]

@@ -7,5 +7,6 @@ Modules, each one step with plain inputs and outputs (no Dagster here; the asset
   loader.py      mixture-sampling batches (a mixture or a schedule of mixtures), deterministic from a seed
   population.py  ``train_population(bins, mixtures, config, seed) -> results table`` (columns documented there)
   scoring.py     mean token loss per document with a trained proxy
-  sweep.py       candidate mixtures (``mixers.regmix.sample_mixtures``), saving/loading a proxy
+  sweep.py       saving/loading a proxy (sweep mixtures: ``mixers.regmix.sampling.sample_sweep_mixtures``)
+  online.py      Aioli's online trainer and the validation runs, on population.py's training step
 """

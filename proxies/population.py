@@ -134,6 +134,21 @@ def clip_per_member(params: Sequence[torch.Tensor], max_norm: float) -> torch.Te
     return norms
 
 
+def train_step(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], batch: torch.Tensor, step: int,
+               train: TrainConfig, losses_of: Callable[[torch.Tensor], torch.Tensor]) -> torch.Tensor:
+    """One optimizer step of every member at global step ``step`` (the schedule's learning rate, per-member
+    gradient clipping, AdamW); returns the members' training losses. Sweep members, Aioli's online run and the
+    validation runs all train through here (proxies/online.py)."""
+    for group in opt.param_groups:
+        group["lr"] = lr_at(step, train)
+    losses = losses_of(batch)
+    losses.sum().backward()
+    clip_per_member(params, train.grad_clip)
+    opt.step()
+    opt.zero_grad(set_to_none=True)
+    return losses
+
+
 class ChunkTrainer:
     """Trains groups of ``n`` members, reusing one model (and its compiled step) across groups of that size."""
 
@@ -167,17 +182,10 @@ class ChunkTrainer:
         running = torch.zeros(model.n_members, dtype=torch.float64, device=device)
         since, started = 0, time.perf_counter()
         for step in range(steps):
-            for group in opt.param_groups:
-                group["lr"] = lr_at(step, train)
             batch = torch.from_numpy(np.stack([loader.batch(step) for loader in loaders]))
             if device.type == "cuda":  # page-locked, so the copy is truly asynchronous (pageable memory blocks)
                 batch = batch.pin_memory()
-            batch = batch.to(device, non_blocking=True)
-            losses = self._losses(batch)
-            losses.sum().backward()
-            clip_per_member(params, train.grad_clip)
-            opt.step()
-            opt.zero_grad(set_to_none=True)
+            losses = train_step(opt, params, batch.to(device, non_blocking=True), step, train, self._losses)
             running += losses.detach().double()
             since += 1
             if step + 1 in marks:
@@ -269,4 +277,4 @@ def train_population(bins: Bins, mixtures: np.ndarray | Sequence[MixtureSchedule
 
 
 __all__ = ["train_population", "evaluate", "eval_windows", "pick_device", "lr_at", "clip_per_member",
-           "chunk_sizes", "ChunkTrainer"]
+           "chunk_sizes", "ChunkTrainer", "train_step"]

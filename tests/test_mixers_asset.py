@@ -98,6 +98,35 @@ def test_run_mixing_regmix_writes_mixture_report_and_plots(data_root, tmp_path):
     assert payload["proportions"] == saved["proportions"]
 
 
+def test_run_mixing_auto_reports_each_candidate_and_the_choice_per_target(data_root, tmp_path):
+    spec = load_spec(_spec(tmp_path, {"method": "regmix", "target_weights": {"law": 1.0, "target:gsm8k": 1.0},
+                                      "regmix": {"num_samples": 20000, "top_k": 50, "num_boost_round": 200},
+                                      "validation": {"enabled": False}}))
+    assert spec.mixing.regmix.regressor == "auto"  # the default
+    _write_inputs(data_root)
+    saved = run_mixing(spec)
+    choice = saved["inputs"]["regressor_choice"]
+    assert set(choice) == {"law", "target:gsm8k"} and saved["inputs"]["regressor"] == "auto"
+    for c in choice.values():
+        assert set(c["cv_spearman"]) == {"ridge", "ridge_log", "mixing_law", "lightgbm", "law_lightgbm"}
+        assert c["cv_spearman"][c["chosen"]] >= max(c["cv_spearman"].values()) - 0.002
+    # Both targets are log-shaped in the shares: the log-linear ridge is the right form.
+    assert choice["target:gsm8k"]["chosen"] == "ridge_log"
+    report = (data_root / "mixture" / "report.md").read_text()
+    assert "## Regressor choice" in report and "| target:gsm8k |" in report
+    assert saved["fit_quality"]["combined"]["n_heldout"] == 48
+
+
+def test_auto_warns_when_the_choice_does_not_beat_the_own_weight():
+    from mixers.choose import auto_notes
+
+    choices = {"a": {"chosen": "ridge", "cv_spearman": {"ridge": 0.6, "mixing_law": 0.5}},
+               "b": {"chosen": "ridge", "cv_spearman": {"ridge": 0.9}}}
+    quality = {"a": {"weight_only_spearman": 0.7}, "b": {"weight_only_spearman": 0.7}}
+    notes = auto_notes(choices, quality)
+    assert len(notes) == 1 and "target a" in notes[0] and "own weight (0.70)" in notes[0]
+
+
 def test_missing_upstream_is_named(data_root, tmp_path):
     spec = load_spec(_spec(tmp_path, {"method": "regmix", "validation": {"enabled": False}}))
     with pytest.raises(MixingInputError, match="token_bins"):

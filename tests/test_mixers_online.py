@@ -6,7 +6,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mixers.aioli import AioliParams, run_aioli  # noqa: E402
-from mixers.online import ProxyMixtureTrainer, validation_runs  # noqa: E402
+from proxies.online import ProxyMixtureTrainer, validation_runs  # noqa: E402
 from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig  # noqa: E402
 from proxies.bins import Bins  # noqa: E402
 
@@ -73,3 +73,26 @@ def test_aioli_online_validation_pairs_with_the_static_runs():
     # Same seeds, same data stream, same test slice: close to the static uniform runs, not identical (probes).
     for a, b in zip(online["per_seed_average"], static["uniform"]["per_seed_average"]):
         assert a != b and abs(a - b) < 0.1 * b
+
+
+def test_larger_scale_validation_trains_the_same_mixtures_with_the_larger_model():
+    """``validation.model``: the same mixtures and seeds, a model >= 8x the proxies' non-embedding parameters,
+    its own token budget; the report states the ratio."""
+    from mixers.report import report_markdown
+    from mixers.stage import larger_scale_validation
+    from pipeline.config.mixing import ValidationSettings
+    from proxies.model import non_embedding_params
+
+    bins = _bins()
+    big = ModelConfig(n_layers=2, d_model=48, n_heads=2, d_ff=96, seq_len=16)
+    v = ValidationSettings(model=big, tokens=10 * 2 * 16)
+    out = larger_scale_validation(bins, CFG, {"uniform": [1 / 3] * 3, "only_a": [1.0, 0.0, 0.0]}, v,
+                                  seeds=[0], steps=8)
+    assert out["ratio_to_proxies"] == non_embedding_params(big) / non_embedding_params(CFG.model) >= 8
+    assert out["steps"] == 10
+    assert out["runs"]["uniform"]["tokens"] == out["runs"]["only_a"]["tokens"] == 10 * 2 * 16
+    assert out["runs"]["only_a"]["losses"]["a"] < out["runs"]["uniform"]["losses"]["a"]
+    md = report_markdown(method="only_a", domains=["a", "b", "c"], chosen={"a": 1.0, "b": 0.0, "c": 0.0},
+                         baselines={}, caps={d: 1.0 for d in "abc"}, epochs={d: 1.0 for d in "abc"},
+                         validation_large=out)
+    assert f"{out['ratio_to_proxies']:.1f}x the proxies'" in md and "below the 8x" not in md

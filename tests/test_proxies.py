@@ -18,7 +18,8 @@ from proxies.loader import MixtureLoader, MixtureSchedule
 from proxies.model import PopulationLM
 from proxies.population import eval_windows, evaluate, train_population
 from proxies.scoring import score_documents
-from proxies.sweep import load_proxy, sample_sweep_mixtures, save_proxy
+from mixers.regmix.sampling import sample_sweep_mixtures
+from proxies.sweep import load_proxy, save_proxy
 from proxies.tokenizer import EOT, encode_batch, eot_id, file_sha256, load_tokenizer, save_tokenizer, train_tokenizer
 
 REPO = Path(__file__).resolve().parent.parent

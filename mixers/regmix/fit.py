@@ -14,7 +14,9 @@ Spearman and MSE of predicted vs actual on the held-out runs are reported per ta
 When that split would hold out fewer than 20 runs (small sweeps), 5-fold cross-validation is used instead:
 every run is predicted by a model fit without it, so the Spearman ranks all runs, not four or five.
 The regressors used for the search are then refit on all runs (more runs beat a cleaner split: RegMix's
-learning curve still rises at 256 runs).
+learning curve still rises at 256 runs). With ``regressor: auto`` (mixers/regmix/auto.py) the choice itself
+cross-validates every candidate per target; the chosen candidate's out-of-fold predictions are the reported
+quality, and no separate split is made.
 """
 
 from __future__ import annotations
@@ -27,6 +29,7 @@ from typing import Literal
 import numpy as np
 from scipy.stats import spearmanr
 
+from mixers.regmix.auto import DEFAULT_FOLDS
 from mixers.regmix.regressors import Regressor, RegressorKind, make_regressor
 from mixers.regmix.search import SearchResult, search
 
@@ -88,6 +91,19 @@ class RegMixModel:
         if self.mode == "combined":
             return self.regressors["combined"].predict(X)
         return sum(w * self.regressors[t].predict(X) for t, w in self.targets.items())
+
+    @property
+    def has_trees(self) -> bool:
+        """Whether predicting is expensive (a forest somewhere): the search then screens with a surrogate."""
+        def kind(r):
+            return kind(r.model) if getattr(r, "kind", None) == "auto" else r.kind
+
+        return any(kind(r) in ("lightgbm", "law_lightgbm") for r in self.regressors.values())
+
+    def choices(self) -> dict[str, dict]:
+        """Per target (or ``combined``), what ``regressor: auto`` chose and each candidate's CV Spearman."""
+        return {t: {"chosen": r.chosen, "cv_spearman": dict(r.cv_scores)} for t, r in self.regressors.items()
+                if getattr(r, "kind", None) == "auto"}
 
     def fingerprint(self) -> str:
         h = hashlib.sha256()
@@ -205,6 +221,24 @@ def crossval_quality(runs: ProxyRuns, targets: Mapping[str, float], kind: Regres
 MIN_HELDOUT = 20
 
 
+def auto_quality(runs: ProxyRuns, model: RegMixModel, folds: int) -> dict[str, FitQuality]:
+    """Fit quality of an ``auto`` model from the out-of-fold predictions its choice was made on."""
+    n = len(runs.run_ids)
+    n_fit = n - int(np.ceil(n / max(2, min(folds, n))))
+    out: dict[str, FitQuality] = {}
+    for t, reg in model.regressors.items():
+        if reg.oof is None:
+            return {}
+        y = combined_target(runs, model.targets) if t == "combined" else runs.losses[t]
+        key = next(iter(model.targets)) if t == "combined" and len(model.targets) == 1 else t
+        own = runs.weights[:, runs.domains.index(key)] if key in runs.domains else None
+        out[t] = _quality(reg.oof, y, n_fit, own)
+    if "combined" not in out:
+        predicted = sum(w * out[t].predicted for t, w in model.targets.items())
+        out["combined"] = _quality(predicted, combined_target(runs, model.targets), n_fit)
+    return out
+
+
 def split_runs(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
     """A seeded split; at least 3 held-out runs when ``holdout`` > 0 and enough runs exist."""
     order = np.random.default_rng(seed).permutation(n)
@@ -215,26 +249,32 @@ def split_runs(n: int, holdout: float, seed: int) -> tuple[np.ndarray, np.ndarra
 
 
 def run_regmix(runs: ProxyRuns, *, prior: np.ndarray, upper: np.ndarray | None = None,
-               target_weights: Mapping[str, float] | None = None, regressor: RegressorKind = "lightgbm",
+               target_weights: Mapping[str, float] | None = None, regressor: RegressorKind = "auto",
                num_samples: int = 1_000_000, top_k: int = 100, holdout: float = 0.2, seed: int = 0,
                search_strength: float = 1.0, baselines: Mapping[str, np.ndarray] | None = None,
                ridge_alpha: float = 0.01, num_boost_round: int = 1000, learning_rate: float = 0.01,
-               per_target_quality: bool = True, fit: FitMode = "per_target") -> RegMixResult:
+               per_target_quality: bool = True, fit: FitMode = "per_target",
+               search_rescore: int = 10_000) -> RegMixResult:
     """Fit, check on held-out runs, refit on all runs, search; the chosen mixture respects ``upper``."""
     targets = resolve_targets(runs, target_weights)
     opts = dict(ridge_alpha=ridge_alpha, num_boost_round=num_boost_round, learning_rate=learning_rate)
     fit_rows, held_rows = split_runs(len(runs.run_ids), holdout, seed)
     quality: dict[str, FitQuality] = {}
-    if 0 < len(held_rows) < MIN_HELDOUT and len(runs.run_ids) >= 10:
+    if regressor == "auto":
+        # The choice itself cross-validates every candidate: its out-of-fold predictions are the quality.
+        model = fit_model(runs, targets, regressor, mode=fit, **opts)
+        quality = auto_quality(runs, model, DEFAULT_FOLDS)
+    elif 0 < len(held_rows) < MIN_HELDOUT and len(runs.run_ids) >= 10:
         folds = min(5, len(runs.run_ids) // 2)
         quality = crossval_quality(runs, targets, regressor, folds=folds, seed=seed,
                                    per_target=per_target_quality, mode=fit, **opts)
     elif len(held_rows):
         quality = fit_quality(runs.subset(fit_rows), runs.subset(held_rows), targets, regressor,
                               per_target=per_target_quality, mode=fit, **opts)
-    model = fit_model(runs, targets, regressor, mode=fit, **opts)
+    if regressor != "auto":
+        model = fit_model(runs, targets, regressor, mode=fit, **opts)
     found = search(model.predict, prior, n=num_samples, top_k=min(top_k, num_samples), seed=seed,
-                   strength=search_strength, upper=upper)
+                   strength=search_strength, upper=upper, rescore=search_rescore if model.has_trees else None)
     mixture = dict(zip(runs.domains, found.mixture.tolist()))
     predicted = {"regmix": float(model.predict(found.mixture[None])[0])}
     for name, w in (baselines or {}).items():

@@ -1,6 +1,13 @@
 """Regressors from mixture weights to a validation loss (RegMix section 3, "fitting the regression model").
 
 - ``ridge``: linear regression with a small L2 penalty (RegMix's linear model; METHODS: alpha about 0.01).
+- ``ridge_log``: ridge on the weights and their logs, ``log(r_j + 0.01)``: a loss that falls with the log of
+  a domain's share (diminishing returns) is linear in these, and still has only 2M + 1 parameters. On the
+  released RegMix runs it is the best single regressor below ~200 runs (bench/bench_regmix_fewrun.py).
+- ``mixing_law``: the data mixing law ``c + k exp(t . r)`` of Ye et al. 2024 (mixers/regmix/law.py).
+- ``law_lightgbm``: the mixing law plus LightGBM on the law's residuals: the law carries the shape (and
+  extrapolates), the trees correct what it misses once enough runs exist.
+- ``auto``: per target, the one of the above with the best cross-validated Spearman (mixers/regmix/auto.py).
 - ``lightgbm``: gradient-boosted trees with the paper's settings: gbdt, objective regression (L2), metrics
   l1 and l2, 1000 boosting rounds, learning rate 0.01, seed 42, other settings at LightGBM's defaults.
   The reference notebook early-stops on the *test* runs, a leak; we train the full 1000 rounds (no early
@@ -20,7 +27,10 @@ from typing import Literal, Protocol
 
 import numpy as np
 
-RegressorKind = Literal["ridge", "lightgbm"]
+RegressorKind = Literal["ridge", "ridge_log", "lightgbm", "mixing_law", "law_lightgbm", "auto"]
+# The single regressors ``auto`` chooses among (mixers/regmix/auto.py), in its tie-break order: simplest first.
+CANDIDATES = ("ridge", "ridge_log", "mixing_law", "lightgbm", "law_lightgbm")
+LOG_FLOOR = 0.01
 DEFAULT_MIN_CHILD_SAMPLES = 20
 MIN_TREE_RUNS = 16
 
@@ -55,7 +65,23 @@ class RidgeRegressor:
     def fingerprint(self) -> str:
         m = self._model
         payload = np.concatenate([np.atleast_1d(m.coef_), np.atleast_1d(m.intercept_)]).astype("<f8").tobytes()
-        return hashlib.sha256(b"ridge:" + payload).hexdigest()
+        return hashlib.sha256(self.kind.encode() + b":" + payload).hexdigest()
+
+
+def log_features(X: np.ndarray) -> np.ndarray:
+    X = np.asarray(X, np.float64)
+    return np.concatenate([X, np.log(np.clip(X, 0.0, None) + LOG_FLOOR)], axis=1)
+
+
+@dataclass
+class LogRidgeRegressor(RidgeRegressor):
+    kind: str = "ridge_log"
+
+    def fit(self, X: np.ndarray, y: np.ndarray) -> LogRidgeRegressor:
+        return super().fit(log_features(X), y)
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return super().predict(log_features(X))
 
 
 @dataclass
@@ -99,7 +125,9 @@ class LightGBMRegressor:
         data = lgb.Dataset(X, label=np.asarray(y, np.float64), params={"verbose": -1,
                                                                        **{k: v for k, v in params.items()
                                                                           if k == "min_data_in_bin"}})
-        self._booster = lgb.train(params, data, num_boost_round=self.num_boost_round)
+        # keep_training_booster: otherwise LightGBM round-trips the model through a string at the end, a third
+        # of the fit's time on tiny tables (auto's cross-validation fits many); the model is the same.
+        self._booster = lgb.train(params, data, num_boost_round=self.num_boost_round, keep_training_booster=True)
         return self
 
     def predict(self, X: np.ndarray) -> np.ndarray:
@@ -110,14 +138,56 @@ class LightGBMRegressor:
         return hashlib.sha256(b"lightgbm:" + self._booster.model_to_string().encode()).hexdigest()
 
 
+@dataclass
+class LawPlusTreesRegressor:
+    """The mixing law, then LightGBM fit on what the law leaves (its residuals); the prediction is the sum."""
+
+    trees: LightGBMRegressor
+    seed: int = 42
+    kind: str = "law_lightgbm"
+    law: object = field(default=None, repr=False)
+
+    def fit(self, X: np.ndarray, y: np.ndarray, *, law=None) -> LawPlusTreesRegressor:
+        """``law``: a mixing law already fit on these same rows (auto's cross-validation shares it)."""
+        from mixers.regmix.law import MixingLawRegressor
+
+        X = np.asarray(X, np.float64)
+        y = np.asarray(y, np.float64)
+        self.law = law if law is not None else MixingLawRegressor(seed=self.seed).fit(X, y)
+        self.trees.fit(X, y - self.law.predict(X))
+        return self
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        return self.law.predict(X) + self.trees.predict(X)
+
+    def fingerprint(self) -> str:
+        return hashlib.sha256(f"law_lightgbm:{self.law.fingerprint()}:{self.trees.fingerprint()}".encode()).hexdigest()
+
+
 def make_regressor(kind: RegressorKind, n_rows: int, *, ridge_alpha: float = 0.01, seed: int = 42,
-                   num_boost_round: int = 1000, learning_rate: float = 0.01) -> Regressor:
-    """The regressor for ``kind``, falling back to ridge when too few runs exist to grow trees."""
-    if kind == "lightgbm" and n_rows >= MIN_TREE_RUNS:
+                   num_boost_round: int = 1000, learning_rate: float = 0.01, **auto_opts) -> Regressor:
+    """The regressor for ``kind``; tree kinds fall back (lightgbm to ridge, law_lightgbm to the law) when too
+    few runs exist to grow trees."""
+    from mixers.regmix.law import MixingLawRegressor
+
+    enough = n_rows >= MIN_TREE_RUNS
+    if kind == "auto":
+        from mixers.regmix.auto import AutoRegressor
+
+        return AutoRegressor(ridge_alpha=ridge_alpha, seed=seed, num_boost_round=num_boost_round,
+                             learning_rate=learning_rate, **auto_opts)
+    if kind == "lightgbm" and enough:
         return LightGBMRegressor(num_boost_round=num_boost_round, learning_rate=learning_rate, seed=seed)
+    if kind == "law_lightgbm" and enough:
+        return LawPlusTreesRegressor(LightGBMRegressor(num_boost_round=num_boost_round, learning_rate=learning_rate,
+                                                       seed=seed), seed=seed)
+    if kind in ("mixing_law", "law_lightgbm"):
+        return MixingLawRegressor(seed=seed)
+    if kind == "ridge_log":
+        return LogRidgeRegressor(alpha=ridge_alpha)
     if kind not in ("ridge", "lightgbm"):
-        raise ValueError(f"unknown regressor {kind!r}; choose 'ridge' or 'lightgbm'")
+        raise ValueError(f"unknown regressor {kind!r}; choose one of {['auto', *CANDIDATES]}")
     return RidgeRegressor(alpha=ridge_alpha)
 
 
-__all__ = ["LightGBMRegressor", "MIN_TREE_RUNS", "Regressor", "RegressorKind", "RidgeRegressor", "make_regressor"]
+__all__ = ["CANDIDATES", "LawPlusTreesRegressor", "LightGBMRegressor", "LogRidgeRegressor", "MIN_TREE_RUNS", "Regressor", "RegressorKind", "RidgeRegressor", "make_regressor"]

@@ -131,5 +131,13 @@ def sample_mixtures(prior: np.ndarray, n: int, seed: int, *, temperature: float 
     return pool[rng.choice(len(pool), size=n, replace=False)]
 
 
-__all__ = ["MAX_EPOCHS", "MINIMUM", "TEMPERATURE", "dirichlet_candidates", "regmix_bounds", "round_to_grid",
+def sample_sweep_mixtures(prior: np.ndarray, n: int, *, seed: int, temperature: float = 0.5,
+                          min_strength: float = 0.1, max_strength: float = 5.0) -> tuple[np.ndarray, str]:
+    """Mixtures for a sweep (RegMix's candidate sampler) and the sampler's name for the sweep's meta.json."""
+    mixtures = sample_mixtures(prior, n, seed=seed, temperature=temperature, min_strength=min_strength,
+                               max_strength=max_strength)
+    return np.asarray(mixtures, dtype=np.float64), "mixers.regmix.sample_mixtures"
+
+
+__all__ = ["MAX_EPOCHS", "sample_sweep_mixtures", "MINIMUM", "TEMPERATURE", "dirichlet_candidates", "regmix_bounds", "round_to_grid",
            "sample_mixtures", "sort_and_deduplicate", "strengths", "token_prior"]

@@ -10,13 +10,19 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
+from pipeline.config.proxies import ModelConfig
+
 MixingMethod = Literal["regmix", "aioli", "uniform", "natural", "temperature"]
 
 
 @dataclass(frozen=True)
 class RegMixSettings:
-    # "lightgbm" (the paper's choice: gbdt, 1000 rounds, lr 0.01, seed 42) or "ridge" (linear).
-    regressor: Literal["lightgbm", "ridge"] = "lightgbm"
+    # "auto" (default): per target, whichever of the others ranks held-out proxy runs best in 5-fold
+    # cross-validation (bench/bench_regmix_fewrun.py: the best single choice changes with the number of runs).
+    # "lightgbm" (the paper's: gbdt, 1000 rounds, lr 0.01, seed 42), "ridge" (linear), "ridge_log" (ridge on the
+    # weights and their logs), "mixing_law" (Ye et al. 2024: c + k exp(t . r)), "law_lightgbm" (the law plus
+    # LightGBM on its residuals).
+    regressor: Literal["auto", "lightgbm", "ridge", "ridge_log", "mixing_law", "law_lightgbm"] = "auto"
     # One regressor per target, their weighted predictions summed (the paper), or one on the weighted sum
     # itself (k times cheaper to search with; see mixers/regmix/fit.py).
     fit: Literal["per_target", "combined"] = "per_target"
@@ -25,6 +31,10 @@ class RegMixSettings:
     top_k: int = 100
     # Dirichlet(prior x strength) for the simulated mixtures (the notebook: 1.0, no temperature).
     search_strength: float = 1.0
+    # Models with trees: screen all simulated mixtures with a small forest distilled from the model and predict
+    # only this many best (plus the 10,000-mixture sample it was distilled on) with the full model; 0: predict
+    # every candidate with the full model (bench/bench_regmix_search.py compares the two).
+    search_rescore: int = 10_000
     # Share of proxy runs held out to report fit quality (Spearman, MSE); the final fit uses all runs.
     holdout: float = 0.2
     ridge_alpha: float = 0.01
@@ -36,6 +46,8 @@ class RegMixSettings:
             raise ValueError("need num_samples >= 1 and 1 <= top_k <= num_samples")
         if not 0 <= self.holdout < 1:
             raise ValueError("holdout must be in [0, 1)")
+        if self.search_rescore < 0:
+            raise ValueError("search_rescore must be >= 0")
 
 
 @dataclass(frozen=True)
@@ -76,6 +88,15 @@ class ValidationSettings:
     seeds: int = 1
     # Training steps of each validation proxy (None: the proxies section's steps).
     steps: int | None = None
+    # A check at a larger scale (RegMix's rank invariance): also train the chosen mixture and the baselines with
+    # this model (a full model section; RegMix checks at >= 8x the proxies' non-embedding parameters, and the
+    # report says the ratio) on `tokens` training tokens each (None: the validation runs' steps). Off when null.
+    model: ModelConfig | None = None
+    tokens: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.tokens is not None and self.tokens <= 0:
+            raise ValueError("validation.tokens must be positive")
 
 
 @dataclass(frozen=True)

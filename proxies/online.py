@@ -1,8 +1,9 @@
-"""Where the mixers meet real proxies: Aioli's trainer interface over a proxy LM, and the validation runs.
+"""Proxies trained for the mixers: Aioli's online run (``ProxyMixtureTrainer``, the two-method trainer interface
+of ``mixers.aioli.MixtureTrainer``) and the validation runs of chosen mixtures.
 
-This is the one mixers module that imports ``proxies`` (lazily, so RegMix and the baselines work without
-torch): Aioli is online, so it has to drive training itself. It reuses the proxies' model, loader, learning-rate
-schedule, per-member gradient clipping and evaluation, so an Aioli run trains exactly like a sweep member.
+Both train through ``proxies.population``'s optimizer and ``train_step`` (learning-rate schedule, per-member
+gradient clipping, AdamW), so an Aioli run trains exactly like a sweep member; the mixers only call in here
+(lazily, so RegMix and the baselines work without torch).
 
 Held-out splits. The proxies evaluate on the first ``eval_tokens`` of each domain's validation tokens; RegMix
 fits those numbers and Aioli's LearnParams probes read the same slice. The validation runs therefore score on
@@ -40,7 +41,7 @@ class ProxyMixtureTrainer:
         import torch
 
         from proxies.model import PopulationLM
-        from proxies.population import eval_windows, pick_device
+        from proxies.population import _optimizer, eval_windows, pick_device
 
         self.torch = torch
         self.bins, self.seed = bins, int(seed)
@@ -51,11 +52,8 @@ class ProxyMixtureTrainer:
         self.model = PopulationLM(config.model, bins.vocab_size, 1)
         self.model.init_members([self.seed])
         self.model.to(self.device)
-        decay = [p for n, p in self.model.named_parameters() if "norm" not in n]
-        no_decay = [p for n, p in self.model.named_parameters() if "norm" in n]
         t = self.train_cfg
-        self.opt = torch.optim.AdamW([{"params": decay, "weight_decay": t.weight_decay},
-                                      {"params": no_decay, "weight_decay": 0.0}], lr=t.lr, betas=(t.beta1, t.beta2))
+        self.opt = _optimizer(self.model, t, self.device)
         self.arrays = [bins.train[d] for d in bins.domains]
         self.step = 0
         # Probes read (a prefix of) the slice the sweep is scored on; the test slice is the validation runs' one.
@@ -71,22 +69,20 @@ class ProxyMixtureTrainer:
 
     def train(self, mixture: np.ndarray, steps: int) -> None:
         from proxies.loader import MixtureLoader, MixtureSchedule
-        from proxies.population import autocast_for, clip_per_member, lr_at
+        from proxies.population import autocast_for, train_step
 
         torch = self.torch
         loader = MixtureLoader(self.arrays, MixtureSchedule.constant(np.asarray(mixture, np.float64)),
                                batch_size=self.train_cfg.batch_size, seq_len=self.model_cfg.seq_len, seed=self.seed)
         params = list(self.model.parameters())
+
+        def losses_of(batch):
+            with autocast_for(self.device, self.train_cfg.precision):
+                return self.model.member_losses(batch)
+
         for _ in range(int(steps)):
-            for group in self.opt.param_groups:
-                group["lr"] = lr_at(self.step, self.train_cfg)
             batch = torch.from_numpy(loader.batch(self.step)[None]).to(self.device)
-            with autocast_for(self.device):
-                loss = self.model.member_losses(batch)
-            loss.sum().backward()
-            clip_per_member(params, self.train_cfg.grad_clip)
-            self.opt.step()
-            self.opt.zero_grad(set_to_none=True)
+            train_step(self.opt, params, batch, self.step, self.train_cfg, losses_of)
             self.step += 1
 
     def _score(self, sets) -> np.ndarray:
@@ -94,7 +90,7 @@ class ProxyMixtureTrainer:
 
         self.model.eval()
         try:
-            return np.array([evaluate(self.model, w, m, device=self.device)[0] for w, m in sets])
+            return np.array([evaluate(self.model, w, m, device=self.device, precision=self.train_cfg.precision)[0] for w, m in sets])
         finally:
             self.model.train()
 
