@@ -22,7 +22,7 @@ from bench._measure import emit, python_env, run_measured, self_peak_rss_mib
 
 FILES = ["dialogue_sgd.jsonl.gz", "math_gsm8k_train.jsonl", "science_scitldr_abstracts.jsonl.zst",
          "web_movie_reviews.jsonl.zst", "law_spdx_license_texts.jsonl.zst", "code_go_stdlib.parquet"]
-DOCS = 1200
+DOCS = 600
 KINDS = ["hashing-svd", "minilm"]
 
 

@@ -45,8 +45,12 @@ FILES = {
     "law_spdx_license_texts.jsonl.zst": "law",
     "code_go_stdlib.parquet": "code",
 }
-DOCS, MAX_CHARS = 300, 3000
-VOCAB, STEPS, TUNE_STEPS, BATCH, SEQ = 2048, 200, 120, 8, 128
+# Sized for the machine as it was (2 cores, load average ~16 from six other jobs; one proxy step of one member
+# took ~0.7 s with d_model 128): a smaller proxy (d_model 64) and fewer steps than the 3-seed run of 2026-11-22
+# (d_model 128, 250 steps), so that 34 tuning proxies and 70 measured proxies fit in about 45 minutes.
+DOCS, MAX_CHARS = 240, 3000
+VOCAB, STEPS, TUNE_STEPS, BATCH, SEQ = 2048, 64, 40, 8, 128
+D_MODEL, D_FF, EVAL_TOKENS = 64, 192, 8192
 SCORE_TOKENS = 256
 SEEDS = 5
 EVAL_DOCS = 200
@@ -62,6 +66,7 @@ GRID = {
     "seta.window_start": [None, 0, 2],
 }
 DEFAULT_K, DEFAULT_TAU, DEFAULT_L = 24, 0.5, 20
+RAW = REPO / "bench" / "results" / "pruning_quality_raw.json"
 
 
 def _build_pool(work: Path, docs: int) -> tuple:
@@ -100,9 +105,9 @@ def _proxies_config(steps: int):
     from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig
 
     return ProxiesConfig(
-        model=ModelConfig(n_layers=2, d_model=128, n_heads=4, d_ff=384, seq_len=SEQ),
-        train=TrainConfig(steps=steps, batch_size=BATCH, lr=2e-3, warmup_steps=max(1, steps // 10),
-                          eval_tokens=1 << 15, compile=False, device="auto"),
+        model=ModelConfig(n_layers=2, d_model=D_MODEL, n_heads=4, d_ff=D_FF, seq_len=SEQ),
+        train=TrainConfig(steps=steps, batch_size=BATCH, lr=3e-3, warmup_steps=max(1, steps // 10),
+                          eval_tokens=EVAL_TOKENS, compile=False, device="auto"),
     )
 
 
@@ -223,8 +228,9 @@ def _tune(make, doc_tokens, pool_domains, domains, natural, eot, val_targets, st
     chosen = {"random": {}}
     for e in EMBEDDINGS:
         k = best_k[e]
-        tau = min(GRID["dbp.tau"], key=lambda t: s[f"dbp/{e}/k={k}"] if t == DEFAULT_TAU else s[f"dbp/{e}/tau={t}"])
-        lv = min(GRID["dbp.l"], key=lambda l: s[f"dbp/{e}/k={k}"] if l == DEFAULT_L else s[f"dbp/{e}/l={l}"])
+        # Ties (the knob changed nothing) keep the default.
+        tau = min(GRID["dbp.tau"], key=lambda t: (s[f"dbp/{e}/k={k}"], 0) if t == DEFAULT_TAU else (s[f"dbp/{e}/tau={t}"], 1))
+        lv = min(GRID["dbp.l"], key=lambda l: (s[f"dbp/{e}/k={k}"], 0) if l == DEFAULT_L else (s[f"dbp/{e}/l={l}"], 1))
         share = min(GRID["semdedup+dbp.semdedup_share"], key=lambda f: s[f"semdedup+dbp/{e}/share={f}"])
         chosen[f"dbp/{e}"] = {"k": k, "tau": tau, "l": lv}
         chosen[f"semdedup+dbp/{e}"] = {"k": k, "tau": tau, "l": lv, "share": share}
@@ -343,52 +349,75 @@ def run(quick: bool = False) -> dict:
         got = _train(cells, seeds, steps=steps, targets=held_t | eval_t, **common)
         timings["measurement_train_s"] = time.perf_counter() - t
 
-        table = {}
-        for c in cells:
-            per_seed = [_mean_over(got[c.name, s], "held:") for s in seeds]
-            rnd = [_mean_over(got["random", s], "held:") for s in seeds]
-            diff = np.array(per_seed) - np.array(rnd)
-            eval_diff = np.array([_mean_over(got[c.name, s], "eval:") - _mean_over(got["random", s], "eval:")
-                                  for s in seeds])
-            se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
-            table[c.name] = {
-                "mean_held_out": round(float(np.mean(per_seed)), 4),
-                "per_seed_mean": [round(v, 4) for v in per_seed],
-                "vs_random": round(float(diff.mean()), 4), "vs_random_stderr": round(se, 4),
-                "vs_random_z": round(float(diff.mean() / se), 2) if se > 0 else None,
-                "seeds_better": int((diff < 0).sum()),
-                "per_domain": {d: round(float(np.mean([got[c.name, s][f"held:{d}"] for s in seeds])), 4)
-                               for d in domains},
-                "eval_sets": {k[5:]: round(float(np.mean([got[c.name, s][k] for s in seeds])), 4) for k in eval_t},
-                "eval_mean_vs_random": round(float(eval_diff.mean()), 4),
-                "eval_mean_vs_random_stderr": round(float(eval_diff.std(ddof=1) / np.sqrt(len(eval_diff))), 4)
-                if len(eval_diff) > 1 else None,
-                "kept_fraction": kept_fraction[c.name],
-                "settings": {k: (round(v, 4) if isinstance(v, float) else v) for k, v in
-                             (chosen.get(c.name, {}) | c.settings).items()},
-            }
-        winners = [n for n, v in table.items() if n != "random" and v["vs_random_z"] is not None
-                   and v["vs_random"] < 0 and -v["vs_random"] > 2 * v["vs_random_stderr"]]
-        return {
+        raw = {
             "workload": {"domains": domains, "docs_per_domain": docs, "max_chars": MAX_CHARS,
                          "train_docs": len(doc_ids), "validation_docs": sum(len(v) for v in val.values()),
                          "held_out_docs": sum(len(v) for v in held.values()),
                          "eval_sets": {k[5:]: int(len(v)) for k, v in eval_t.items()},
                          "train_pool_tokens": int(sum(len(v) for v in full.values()))},
-            "proxy": {"d_model": 128, "layers": 2, "vocab": VOCAB, "seq_len": SEQ, "batch": BATCH, "steps": steps,
-                      "tune_steps": tune_steps, "tokens_per_member": steps * BATCH * SEQ, "seeds": seeds,
+            "proxy": {"d_model": D_MODEL, "layers": 2, "eval_tokens_per_set": EVAL_TOKENS, "vocab": VOCAB,
+                      "seq_len": SEQ, "batch": BATCH, "steps": steps, "tune_steps": tune_steps,
+                      "tokens_per_member": steps * BATCH * SEQ, "seeds": seeds,
                       "mixture": dict(zip(domains, natural.round(4).tolist()))},
             "grid": GRID, "tuning_validation_loss": trials, "chosen": chosen,
-            "full_pool": {"mean_held_out": round(_mean_over(full_losses, "held:"), 4),
-                          "eval_sets": {k[5:]: round(v, 4) for k, v in full_losses.items() if k.startswith("eval:")}},
-            "held_out_loss": table,
-            "beats_random_by_2_stderr": winners,
+            "cells": {c.name: {"kept_fraction": kept_fraction[c.name],
+                               "settings": {k: (round(v, 4) if isinstance(v, float) else v)
+                                            for k, v in (chosen.get(c.name, {}) | c.settings).items()}} for c in cells},
+            "losses": {f"{name}@{seed}": v for (name, seed), v in got.items()},
+            "full_pool_losses": full_losses,
             "embedding_seconds": embed_s,
             "timings_s": {k: round(v, 1) for k, v in timings.items()},
-            "machine_note": "2-core machine shared with six other jobs while this ran",
         }
+        # The raw losses first: the table below can be rebuilt from them (``--from-raw``) without retraining.
+        RAW.parent.mkdir(exist_ok=True)
+        RAW.write_text(json.dumps(raw, indent=1) + "\n")
+        return tabulate(raw)
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def tabulate(raw: dict) -> dict:
+    """Per cell: mean held-out loss over domains, per domain and eval set, paired difference to random ± SE."""
+    seeds, domains = raw["proxy"]["seeds"], raw["workload"]["domains"]
+    got = {tuple(k.rsplit("@", 1)): v for k, v in raw["losses"].items()}
+    got = {(name, int(seed)): v for (name, seed), v in got.items()}
+    evals = [f"eval:{n}" for n in raw["workload"]["eval_sets"]]
+
+    def paired(name: str, prefix: str) -> tuple[np.ndarray, np.ndarray]:
+        mine = np.array([_mean_over(got[name, s], prefix) for s in seeds])
+        return mine, mine - np.array([_mean_over(got["random", s], prefix) for s in seeds])
+
+    def se(diff: np.ndarray) -> float:
+        return float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("nan")
+
+    table = {}
+    for name, cell in raw["cells"].items():
+        mine, diff = paired(name, "held:")
+        _, eval_diff = paired(name, "eval:")
+        err = se(diff)
+        table[name] = {
+            "mean_held_out": round(float(mine.mean()), 4),
+            "per_seed_mean": [round(float(v), 4) for v in mine],
+            "vs_random": round(float(diff.mean()), 4), "vs_random_stderr": round(err, 4),
+            "vs_random_z": round(float(diff.mean() / err), 2) if err > 0 else None,
+            "seeds_better": int((diff < 0).sum()),
+            "per_domain": {d: round(float(np.mean([got[name, s][f"held:{d}"] for s in seeds])), 4) for d in domains},
+            "eval_sets": {k[5:]: round(float(np.mean([got[name, s][k] for s in seeds])), 4) for k in evals},
+            "eval_mean_vs_random": round(float(eval_diff.mean()), 4),
+            "eval_mean_vs_random_stderr": round(se(eval_diff), 4),
+        } | cell
+    winners = [n for n, v in table.items() if n != "random" and v["vs_random_z"] is not None
+               and v["vs_random"] < 0 and -v["vs_random"] > 2 * v["vs_random_stderr"]]
+    full = raw["full_pool_losses"]
+    return {k: raw[k] for k in ("workload", "proxy", "grid", "tuning_validation_loss", "chosen")} | {
+        "full_pool": {"mean_held_out": round(_mean_over(full, "held:"), 4),
+                      "eval_sets": {k[5:]: round(v, 4) for k, v in full.items() if k.startswith("eval:")}},
+        "held_out_loss": table,
+        "beats_random_by_2_stderr": winners,
+        "embedding_seconds": raw["embedding_seconds"],
+        "timings_s": raw["timings_s"],
+        "machine_note": "2-core machine shared with six other jobs (load average ~16) while this ran",
+    }
 
 
 def summarize(f: dict) -> str:
@@ -405,6 +434,6 @@ def summarize(f: dict) -> str:
 
 
 if __name__ == "__main__":
-    figures = run(quick="--quick" in sys.argv)
+    figures = tabulate(json.loads(RAW.read_text())) if "--from-raw" in sys.argv else run(quick="--quick" in sys.argv)
     print(json.dumps(figures, indent=1))
     print(summarize(figures))

@@ -9,7 +9,8 @@ One ``method`` chooses what prunes the curated pool down to ``target_fraction`` 
 - ``ssl``: SSL prototypes (Sorscher et al. 2022), per-cluster share of the hardest/easiest;
 - ``random``: a uniform random subset of the target size;
 - ``seta``: SeTa's static form on per-document proxy losses (random thinning, loss groups, window);
-- ``none``: pass-through (the stage still writes its output).
+- ``none``: pass-through (the stage still writes its output); the default, because no method has yet
+  beaten a random subset of the same size on held-out loss (bench/bench_pruning_quality.py).
 """
 
 from __future__ import annotations
@@ -121,7 +122,9 @@ class SeTaConfig:
 @dataclass(frozen=True)
 class PruningConfig:
     enabled: bool = True
-    method: PruningMethod = "dbp"
+    # "none" by measurement: no method beat a random subset of the same size by more than 2 standard errors
+    # of the paired difference at 50% (bench/bench_pruning_quality.py; README "Pruning"). Turn one on by name.
+    method: PruningMethod = "none"
     # Fraction of the curated documents kept (per domain when scope is "domain").
     target_fraction: float = 0.5
     # "domain": budgets and targets per domain over the shared concept clusters, so pruning keeps
