@@ -62,6 +62,32 @@ def budgets_check(report: dict) -> dg.AssetCheckResult:
     )
 
 
+def example_metadata(report: dict) -> dict:
+    """Per-domain kept fractions and, for a few clusters, their most / least representative kept and dropped
+    documents: what a concept cluster is, and what the method kept of it."""
+    out = {}
+    if report.get("kept_fraction_by_domain"):
+        out["kept_fraction_by_domain"] = dg.MetadataValue.json(report["kept_fraction_by_domain"])
+    rows = [{"cluster": f"{e['cluster']} ({e['kept']}/{e['size']} kept)", "document": f"{side}, {label.replace('_', ' ')}",
+             "domain": doc["domain"], "distance": doc["distance"], "excerpt": doc["excerpt"]}
+            for e in report.get("cluster_examples", []) for side in ("kept", "dropped")
+            for label in ("most_representative", "least_representative") for doc in e[f"{side}_{label}"]]
+    if rows:
+        out["cluster_examples"] = preview_markdown(rows, text_chars=160)
+    return out
+
+
+def proxy_embedder(spec):
+    """kind "proxy": the D4-style embedder from proxies/ (pipeline/ does not import proxies); else None."""
+    config = spec.pruning.embedding
+    if config.kind != "proxy":
+        return None
+    from proxies.embedding import ProxyEmbedder
+
+    return ProxyEmbedder(max_tokens=config.max_tokens, max_chars=config.max_chars, fit_steps=config.proxy_steps,
+                         seed=spec.seed_for("embeddings"), batch_size=64)
+
+
 def build_stage(ctx: BuildContext) -> StageDefinitions:
     @dg.asset(
         name="embeddings",
@@ -69,7 +95,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         group_name=GROUP,
         kinds={"parquet", "scikitlearn"},
         description="One L2-normalized float32 vector per curated document (hashing -> TF-IDF -> truncated "
-        "SVD by default, no download; sentence-transformers from a local folder as an option).",
+        "SVD by default, no download; all-MiniLM-L6-v2 offline, a proxy LM's mean hidden states (D4), or "
+        "sentence-transformers from a local folder as options).",
         code_version=ctx.code_version("pruning-embeddings-1", "pruning"),
     )
     def embeddings(context: dg.AssetExecutionContext, curamix: CuramixResource):
@@ -80,7 +107,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             write_json(root.root / "embeddings" / "meta.json", {"skipped": "pruning is disabled"})
             return dg.MaterializeResult(metadata={"skipped": "pruning disabled (method none or enabled false)"})
         info = embed_stage(root, spec.pruning.embedding, seed=spec.seed_for("embeddings"), input_stage=INPUT_STAGE,
-                           progress=context.log.info)
+                           progress=context.log.info, embedder=proxy_embedder(spec))
         return dg.MaterializeResult(metadata={
             "documents": info.n_docs, "dim": info.dim, "embedder": info.kind,
             "docs_per_s": dg.MetadataValue.float(round(info.docs_per_s, 1)),
@@ -152,6 +179,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             "largest_clusters": preview_markdown(cluster_rows),
             "report": dg.MetadataValue.path(str(result.report_path)),
         }
+        metadata |= example_metadata(report)
         png = result.report_path.with_name("report.png")
         if png.exists():
             metadata["plot"] = image_metadata(png, alt="pruning report")

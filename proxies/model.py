@@ -125,6 +125,13 @@ class PopulationLM(nn.Module):
     # -- forward ---------------------------------------------------------------------------------------
     def forward(self, tokens: torch.Tensor) -> torch.Tensor:
         """tokens (N, B, T) -> logits (N, B*T, vocab)."""
+        x = self.hidden(tokens)
+        if self.head is None:
+            return torch.bmm(x, self.embed.transpose(1, 2).to(x.dtype))
+        return self.head(x)
+
+    def hidden(self, tokens: torch.Tensor) -> torch.Tensor:
+        """tokens (N, B, T) -> final (normalized) hidden states (N, B*T, d_model); D4-style embeddings pool these."""
         n, b, t = tokens.shape
         v = self.vocab_size
         offsets = (torch.arange(n, device=tokens.device) * v).view(n, 1, 1)
@@ -133,10 +140,7 @@ class PopulationLM(nn.Module):
         cos, sin = self.rope_cos[:t].to(x.dtype), self.rope_sin[:t].to(x.dtype)
         for block in self.blocks:
             x = block(x, cos, sin, b)
-        x = self.norm(x)
-        if self.head is None:
-            return torch.bmm(x, self.embed.transpose(1, 2).to(x.dtype))
-        return self.head(x)
+        return self.norm(x)
 
     def token_losses(self, tokens: torch.Tensor) -> torch.Tensor:
         """Next-token cross-entropy for every position: tokens (N, B, T+1) -> losses (N, B, T), float32."""

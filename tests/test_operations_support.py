@@ -24,7 +24,7 @@ EXAMPLE = REPO / "examples" / "default"
 FAST = {
     "tokenizer": {"vocab_size": 512, "max_training_bytes": 400_000},
     "curation": {},
-    "pruning": {"target_fraction": 0.7, "clusters": {"k": 6, "max_iter": 10}, "embedding": {"dim": 16, "fit_sample": 500}},
+    "pruning": {"method": "dbp", "target_fraction": 0.7, "clusters": {"k": 6, "max_iter": 10}, "embedding": {"dim": 16, "fit_sample": 500}},
     "proxies": {
         "model": {"n_layers": 1, "d_model": 32, "n_heads": 2, "d_ff": 64, "seq_len": 64},
         "train": {"steps": 12, "batch_size": 4, "warmup_steps": 2, "eval_tokens": 1024, "compile": False, "device": "cpu"},

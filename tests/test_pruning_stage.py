@@ -223,6 +223,10 @@ def test_pruning_assets_materialize_with_checks(curated):
     mats = {e.asset_key.to_user_string(): e for e in result.get_asset_materialization_events()}
     meta = mats["pruned_documents"].event_specific_data.materialization.metadata
     assert {"plot", "domains", "largest_clusters", "rows_kept"} <= set(meta)
+    # What a concept cluster is: representative and outlying kept and dropped documents, kept share per domain.
+    examples = meta["cluster_examples"].value
+    assert "kept, most representative" in examples and "dropped, least representative" in examples
+    assert set(meta["kept_fraction_by_domain"].value) == set(TOPICS)
     graph = defs.resolve_asset_graph()
     assert graph.get(dg.AssetKey("pruned_documents")).group_name == "pruning"
     assert {k.to_user_string() for k in graph.get(dg.AssetKey("pruned_documents")).parent_keys} == {

