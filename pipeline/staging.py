@@ -402,13 +402,15 @@ def check_accounting(root: DataRoot, domain: str) -> CheckOutcome:
 def staging_outcome(root: DataRoot, domain: str, stats: DomainStats) -> StageOutcome:
     """What the `documents` asset shows: counts, rejects, previews, and its accounting check."""
     from pipeline import plots  # matplotlib: not imported by the workers that stage files
-    preview = root.scan(STAGE, [domain]).select("doc_id", "source", "source_row", "n_bytes", "text").head(5).collect()
+    preview = (root.scan(STAGE, [domain]).select("doc_id", "source", "source_file", "source_row", "n_bytes", "text")
+               .head(5).collect())
     rejects = root.scan_rejects(STAGE, [domain]).select("source", "source_row", "reason", "detail").head(10).collect()
     metadata = {
         "rows_read": stats.rows_read,
         "rows_kept": stats.rows_kept,
         "rows_rejected": stats.rows_rejected,
         "bytes_kept": stats.bytes_kept,
+        "per_source": Table(per_source_rows(stats.to_dict())),
         "rejects_by_reason": stats.rejects_by_reason(),
     }
     if stats.rows_rejected:
@@ -423,6 +425,14 @@ def staging_outcome(root: DataRoot, domain: str, stats: DomainStats) -> StageOut
     }
     return StageOutcome(metadata=metadata, data_version=content_version(stats),
                         checks=[check_accounting(root, domain)])
+
+
+def per_source_rows(stats: dict) -> list[dict]:
+    """stats.json's per-source accounting: the table a user looks for first."""
+    return [{"source": name, "files": s.get("files", 0), "rows_read": s["rows_read"], "rows_kept": s["rows_kept"],
+             "rows_rejected": s["rows_rejected"], "bytes_kept": s.get("bytes_kept", 0),
+             "quarantined_files": len(s.get("quarantined_files", []))}
+            for name, s in stats["sources"].items()]
 
 
 def link_or_copy(src: Path, dst: Path) -> None:

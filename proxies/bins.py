@@ -312,7 +312,9 @@ def bins_bytes_at_least(root: DataRoot, stage: str, domains: list[str], tokenize
     """A lower bound on the bins' size: each domain's text at the most bytes per token (capped like its train bin)."""
     longest, total = longest_token_bytes(tokenizer), 0
     for domain in domains:
-        text = int(root.scan(stage, [domain]).select(pl.col("n_bytes").sum()).collect().item() or 0)
+        frame = root.scan(stage, [domain])
+        size = pl.col("n_bytes") if "n_bytes" in frame.collect_schema() else pl.col("text").str.len_bytes()
+        text = int(frame.select(size.sum()).collect().item() or 0)
         bound = min_token_bytes(text, longest_token_bytes=longest, itemsize=dtype.itemsize)
         total += bound if max_train_tokens is None else min(bound, max_train_tokens * dtype.itemsize)
     return total

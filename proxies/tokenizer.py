@@ -12,7 +12,6 @@ Megatron-Core's ``MegatronTokenizer.from_pretrained``.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 from collections.abc import Iterable, Iterator
@@ -77,9 +76,8 @@ def write_loader_files(folder: str | os.PathLike, *, eos_token: str, model_max_l
     written = []
     for name, body in files.items():
         path = folder / name
-        tmp = path.with_name(f"{name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
-        os.replace(tmp, path)
+        with atomic_file(path) as tmp:
+            tmp.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n")
         written.append(path)
     return written
 

@@ -332,11 +332,12 @@ def emit_training_set(
     A full disk stops it with a ``DiskFullError`` (one line: path, bytes needed, bytes free), before writing
     where the size is known, and nothing partial is left (the work folder and cache temporaries go)."""
     with disk_full_guard(Path(out_dir).parent):
-        return _emit_training_set(inputs, config=config, out_dir=out_dir, cache_dir=cache_dir, progress=progress)
+        return _emit_training_set(inputs, config=config, out_dir=out_dir, cache_dir=cache_dir, progress=progress,
+                                  execution=execution)
 
 
 def _emit_training_set(inputs: EmissionInputs, *, config: OutputConfig, out_dir: Path, cache_dir: Path | None,
-                       progress: Callable[[str], None] | None) -> dict:
+                       progress: Callable[[str], None] | None, execution: ExecutionConfig | None) -> dict:
     say = progress or (lambda _msg: None)
     out_dir = Path(out_dir)
     parent = out_dir.parent

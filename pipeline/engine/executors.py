@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import TypeVar
 
 from pipeline.config.execution import ExecutionConfig
+from pipeline.diskspace import as_disk_full, is_disk_full
 from pipeline.engine.contract import ShardTask, Stage
 from pipeline.store import atomic_dir, atomic_file
 
@@ -128,14 +129,21 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
         progress(f"{stage.name}: reusing {len(results)} finished shard(s) of {len(tasks)}")
     workers = worker_count(execution, todo)
     fn = partial(run_task, stage)
-    if execution.engine == "inline" or workers <= 1 or _in_daemon():
-        done_iter = map(fn, todo)
-    else:
-        done_iter = _map_local(fn, todo, workers=workers, start_method=execution.start_method)
-    for i, done in enumerate(done_iter, 1):
-        results[done.key] = done.result
-        if progress:
-            progress(f"{stage.name}: shard {done.key} done ({i}/{len(todo)})")
-    outcome = stage.finish([results[k] for k in keys])
+    try:
+        if execution.engine == "inline" or workers <= 1 or _in_daemon():
+            done_iter = map(fn, todo)
+        else:
+            done_iter = _map_local(fn, todo, workers=workers, start_method=execution.start_method)
+        for i, done in enumerate(done_iter, 1):
+            results[done.key] = done.result
+            if progress:
+                progress(f"{stage.name}: shard {done.key} done ({i}/{len(todo)})")
+        outcome = stage.finish([results[k] for k in keys])
+    except Exception as exc:
+        if not is_disk_full(exc):
+            raise  # finished shards stay for the re-run
+        # A full disk: the re-run needs the space more than the finished shards, and nothing partial may stay.
+        shutil.rmtree(stage.work_dir, ignore_errors=True)
+        raise as_disk_full(exc, stage.work_dir) from exc
     shutil.rmtree(stage.work_dir, ignore_errors=True)
     return outcome
