@@ -100,10 +100,10 @@ def test_run_mixing_regmix_writes_mixture_report_and_plots(data_root, tmp_path):
 
 def test_run_mixing_auto_reports_each_candidate_and_the_choice_per_target(data_root, tmp_path):
     spec = load_spec(_spec(tmp_path, {"method": "regmix", "target_weights": {"law": 1.0, "target:gsm8k": 1.0},
-                                      "regmix": {"num_samples": 20000, "top_k": 50, "num_boost_round": 200},
+                                      "regmix": {"num_samples": 20000, "top_k": 50, "num_boost_round": 50},
                                       "validation": {"enabled": False}}))
     assert spec.mixing.regmix.regressor == "auto"  # the default
-    _write_inputs(data_root)
+    _write_inputs(data_root, n_runs=30)
     saved = run_mixing(spec)
     choice = saved["inputs"]["regressor_choice"]
     assert set(choice) == {"law", "target:gsm8k"} and saved["inputs"]["regressor"] == "auto"
@@ -114,7 +114,7 @@ def test_run_mixing_auto_reports_each_candidate_and_the_choice_per_target(data_r
     assert choice["target:gsm8k"]["chosen"] == "ridge_log"
     report = (data_root / "mixture" / "report.md").read_text()
     assert "## Regressor choice" in report and "| target:gsm8k |" in report
-    assert saved["fit_quality"]["combined"]["n_heldout"] == 48
+    assert saved["fit_quality"]["combined"]["n_heldout"] == 30
 
 
 def test_auto_warns_when_the_choice_does_not_beat_the_own_weight():
