@@ -216,15 +216,14 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         spec = curamix.load_spec()
         root = DataRoot(spec.data_root)
         cfg = spec.proxies
-        tok_dir = root.root / "tokenizer"
         targets = [(t.name, read_target_texts(t, spec.path.parent)) for t in cfg.targets]
-        meta = build_bins(root, "pruned", spec.domains, root.root / "token_bins",
-                          tokenizer=load_tokenizer(tok_dir / "tokenizer.json"),
-                          tokenizer_sha256=file_sha256(tok_dir / "tokenizer.json"),
+        meta = build_bins(root, "pruned", spec.domains, root.layout.token_bins,
+                          tokenizer=load_tokenizer(root.layout.tokenizer_json),
+                          tokenizer_sha256=file_sha256(root.layout.tokenizer_json),
                           validation_fraction=cfg.validation_fraction, min_validation_docs=cfg.min_validation_docs,
                           max_train_tokens=cfg.max_train_tokens_per_domain, seed=spec.seed_for("token_bins"),
                           targets=targets, progress=context.log.info, execution=spec.execution)
-        yield from materialize(bins_outcome(meta, root.root / "token_bins"))
+        yield from materialize(bins_outcome(meta, root.layout.token_bins))
 
     @dg.asset(
         name="proxy_runs", deps=["token_bins"], group_name="proxies",

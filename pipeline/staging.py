@@ -306,7 +306,7 @@ class StagingStage:
 
     @property
     def work_dir(self) -> Path:
-        return self.root.stage_dir(STAGE) / f".work-domain={self.domain}"
+        return self.root.layout.work(STAGE, self.domain)
 
     def plan(self) -> list[ShardTask]:
         sources = self.spec.sources_for(self.domain)

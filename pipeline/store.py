@@ -18,18 +18,20 @@ from pathlib import Path
 
 import polars as pl
 
+from pipeline.layout import Layout
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA
 
 
 class DataRoot:
     def __init__(self, root: str | os.PathLike):
         self.root = Path(root)
+        self.layout = Layout(self.root)
 
     def stage_dir(self, stage: str) -> Path:
-        return self.root / stage
+        return self.layout.stage(stage)
 
     def domain_dir(self, stage: str, domain: str) -> Path:
-        return self.stage_dir(stage) / f"domain={domain}"
+        return self.layout.domain(stage, domain)
 
     def domains(self, stage: str) -> list[str]:
         base = self.stage_dir(stage)

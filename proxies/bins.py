@@ -154,9 +154,13 @@ class TokenBinsStage:
         return self.out_dir.with_name(f".{self.out_dir.name}.work")
 
     def plan(self) -> list[ShardTask]:
-        return [ShardTask(key=f"{domain}-{i:05d}", inputs=(str(f),),
-                          settings={"domain": domain, "tokenizer_sha256": self.tokenizer_sha256}, seed=self.seed)
-                for domain in self.domains for i, f in enumerate(self.root.data_files(self.stage, [domain]))]
+        # A shard is a run of row groups of one Parquet part (about SHARD_BYTES of uncompressed columns): an
+        # upstream stage that writes one part per domain still tokenizes on every worker.
+        return [ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),),
+                          settings={"domain": domain, "row_groups": groups, "tokenizer_sha256": self.tokenizer_sha256},
+                          seed=self.seed)
+                for domain in self.domains for i, f in enumerate(self.root.data_files(self.stage, [domain]))
+                for groups in row_group_runs(f, target_bytes=SHARD_BYTES)]
 
     def run_shard(self, task: ShardTask, out: Path) -> dict:
         tokenizer = _tokenizer(self.tokenizer_json)
@@ -165,7 +169,8 @@ class TokenBinsStage:
         ids: list[str] = []
         keys: list[int] = []
         sizes: list[int] = []
-        for batch in pq.ParquetFile(task.inputs[0]).iter_batches(batch_size=256, columns=["doc_id", "text"]):
+        parquet = pq.ParquetFile(task.inputs[0])
+        for batch in parquet.iter_batches(batch_size=256, row_groups=task.settings["row_groups"], columns=["doc_id", "text"]):
             batch_ids = batch.column(0).to_pylist()
             for doc_id, tokens in zip(batch_ids, encode_batch(tokenizer, batch.column(1).to_pylist())):
                 writer.add(tokens)
@@ -203,6 +208,23 @@ class TokenBinsStage:
                 meta["targets"][name] = {"tokens": writer.offset, "docs": len(texts)}
             write_json(tmp / META, meta)
         return meta
+
+
+SHARD_BYTES = 64 << 20
+
+
+def row_group_runs(path: Path, *, target_bytes: int) -> list[list[int]]:
+    """Consecutive row groups of a Parquet file, cut when a run reaches ``target_bytes`` (uncompressed)."""
+    meta = pq.ParquetFile(path).metadata
+    runs: list[list[int]] = [[]]
+    size = 0
+    for g in range(meta.num_row_groups):
+        if runs[-1] and size >= target_bytes:
+            runs.append([])
+            size = 0
+        runs[-1].append(g)
+        size += meta.row_group(g).total_byte_size
+    return runs if runs[0] else []
 
 
 _TOKENIZERS: dict[str, Tokenizer] = {}

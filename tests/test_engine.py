@@ -21,8 +21,10 @@ from pipeline.store import DataRoot
 from tests.conftest import EXAMPLE_SPEC, REPO
 
 INLINE = ExecutionConfig(engine="inline")
-LOCAL_1 = ExecutionConfig(engine="local", workers=1)
-LOCAL_2 = ExecutionConfig(engine="local", workers=2)
+# min_bytes_per_worker=0: start workers even for these small inputs
+LOCAL_1 = ExecutionConfig(engine="local", workers=1, min_bytes_per_worker=0)
+LOCAL_2 = ExecutionConfig(engine="local", workers=2, min_bytes_per_worker=0)
+LOCAL_2_SPAWN = ExecutionConfig(engine="local", workers=2, min_bytes_per_worker=0, start_method="spawn")
 
 
 def tree(folder: Path) -> dict[str, str]:
@@ -65,10 +67,11 @@ def toy_stage(tmp_path: Path) -> SquareStage:
     return SquareStage(folder, tmp_path / "sums.json")
 
 
-def test_local_pool_runs_shards_in_other_processes_and_keeps_plan_order(tmp_path):
+@pytest.mark.parametrize("execution", [LOCAL_2, LOCAL_2_SPAWN], ids=["forkserver", "spawn"])
+def test_local_pool_runs_shards_in_other_processes_and_keeps_plan_order(tmp_path, execution):
     stage = toy_stage(tmp_path)
     seen = []
-    sums = run_stage(stage, execution=LOCAL_2, progress=seen.append)
+    sums = run_stage(stage, execution=execution, progress=seen.append)
     assert sums == [sum((i * 10 + j) ** 2 for j in range(5)) for i in range(6)]
     written = json.loads(stage.out.read_text())
     assert written["sums"] == sums and os.getpid() not in written["pids"]
@@ -96,6 +99,16 @@ def test_a_finished_shard_is_reused_and_a_changed_input_is_redone(tmp_path):
     assert seen[0] == "squares: reusing 5 finished shard(s) of 6"
     assert [m for m in seen[1:]] == ["squares: shard part-3 done (1/1)"]
     assert sums[3] == 1 + 4 + 9 and len(markers) == 6
+
+
+def test_small_inputs_start_no_workers(tmp_path):
+    from pipeline.engine.executors import worker_count
+
+    tasks = toy_stage(tmp_path).plan()
+    assert worker_count(ExecutionConfig(workers=2), tasks) == 1  # 6 files of a few bytes: not worth a worker
+    assert worker_count(LOCAL_2, tasks) == 2
+    assert worker_count(ExecutionConfig(workers=2, min_bytes_per_worker=50), tasks) == 2
+    assert worker_count(ExecutionConfig(workers=8, min_bytes_per_worker=0), tasks) == 6
 
 
 def test_shard_failure_names_the_first_failing_task_in_plan_order(tmp_path):
@@ -185,3 +198,50 @@ def test_staging_killed_mid_way_resumes_from_its_finished_shards(tmp_path):
     clean = load_spec(EXAMPLE_SPEC, data_root=tmp_path / "clean")
     stage_domain(clean, "techdocs", execution=INLINE)
     assert tree(root.domain_dir("documents", "techdocs")) == tree(DataRoot(clean.data_root).domain_dir("documents", "techdocs"))
+
+
+def test_adapter_turns_a_stage_outcome_into_dagster_events():
+    import dagster as dg
+
+    from assets.adapter import materialize
+    from pipeline.engine.outcome import CheckOutcome, Markdown, StageOutcome, Table
+
+    outcome = StageOutcome(
+        metadata={"rows": 3, "share": 0.5, "ok": True, "by_reason": {"too_large": 1}, "path": Path("/x"),
+                  "note": Markdown("**b**"), "preview": Table([{"a": 1}])},
+        data_version="abc",
+        checks=[CheckOutcome("accounting", passed=False, metadata={"problems": "p"}),
+                CheckOutcome("sizes", passed=True, severity="warn")])
+    result, failed, warned = list(materialize(outcome))
+    assert isinstance(result, dg.MaterializeResult) and result.data_version == dg.DataVersion("abc")
+    md = result.metadata
+    assert md["rows"] == dg.MetadataValue.int(3) and md["share"] == dg.MetadataValue.float(0.5)
+    assert md["ok"] == dg.MetadataValue.bool(True) and md["by_reason"] == dg.MetadataValue.json({"too_large": 1})
+    assert md["path"] == dg.MetadataValue.path("/x") and md["note"] == dg.MetadataValue.md("**b**")
+    assert "| a |" in md["preview"].value
+    assert (failed.check_name, failed.passed, failed.severity) == ("accounting", False, dg.AssetCheckSeverity.ERROR)
+    assert (warned.check_name, warned.passed, warned.severity) == ("sizes", True, dg.AssetCheckSeverity.WARN)
+
+
+def test_token_bins_shard_parquet_parts_by_row_groups_with_the_same_bytes(tmp_path, monkeypatch):
+    """One staged part of many row groups (as pruning writes a domain) is split into several shards."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    import proxies.bins as bins
+    from proxies.tokenizer import train_tokenizer
+
+    texts = [f"document {i}: " + " ".join(f"word{(i * 7 + j) % 50}" for j in range(5 + i % 9)) for i in range(40)]
+    root = DataRoot(tmp_path / "data")
+    part = root.domain_dir("documents", "web") / "data" / "part-00000.parquet"
+    part.parent.mkdir(parents=True)
+    pq.write_table(pa.table({"doc_id": [f"{i:032x}" for i in range(40)], "text": texts}), part, row_group_size=6)
+    tokenizer = train_tokenizer(texts, vocab_size=300)
+    kw = dict(tokenizer=tokenizer, tokenizer_sha256="t", validation_fraction=0.2, seed=3, max_train_tokens=400)
+    bins.build_bins(root, "documents", ["web"], tmp_path / "one", execution=INLINE, **kw)
+    monkeypatch.setattr(bins, "SHARD_BYTES", 1)
+    stage = bins.TokenBinsStage(root=root, stage="documents", domains=["web"], out_dir=tmp_path / "x",
+                                tokenizer_json="", tokenizer_sha256="t", validation_fraction=0.2, seed=3)
+    assert [t.settings["row_groups"] for t in stage.plan()] == [[g] for g in range(7)]
+    bins.build_bins(root, "documents", ["web"], tmp_path / "seven", execution=LOCAL_2, **kw)
+    assert tree(tmp_path / "one") == tree(tmp_path / "seven") and len(tree(tmp_path / "one")) == 4

@@ -35,13 +35,15 @@ from pathlib import Path
 import numpy as np
 from tokenizers import Tokenizer
 
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.output import OutputConfig
 from pipeline.emission import manifest as manifest_mod
 from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
 from pipeline.emission.parquet_shards import TextShardWriter
 from pipeline.emission.quotas import QuotaPlan, plan_quotas
 from pipeline.emission.shuffle import Schedule, domain_schedule, permutation, sub_seed
-from pipeline.emission.tokencache import DomainCache, build_domain_cache, clean_stale, file_sha256, fingerprint
+from pipeline.emission.tokencache import DomainCache, clean_stale, file_sha256, fingerprint
+from pipeline.emission.tokenize_stage import tokenize_domains
 from pipeline.store import replace_dir
 
 EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[EOS]", "<|eos|>")
@@ -289,6 +291,7 @@ def emit_training_set(
     out_dir: Path,
     cache_dir: Path | None = None,
     progress: Callable[[str], None] | None = None,
+    execution: ExecutionConfig | None = None,
 ) -> dict:
     """Write the training set into ``out_dir``; returns the manifest (also in ``out_dir/manifest.json``)."""
     say = progress or (lambda _msg: None)
@@ -328,12 +331,10 @@ def emit_training_set(
             say(f"training set in {out_dir} is up to date")
             return old
 
-    caches: dict[str, DomainCache] = {}
-    for d in domains:
-        files = sorted(inputs.domain_files.get(d, []))
-        say(f"tokenizing {d} ({len(files)} files)")
-        caches[d] = build_domain_cache(d, files, cache_root=cache_dir, tokenizer=tokenizer, dtype=dtype,
-                                       fp=fingerprints[d], batch_bytes=config.encode_batch_bytes, progress=progress)
+    say(f"tokenizing {len(domains)} domains")
+    caches: dict[str, DomainCache] = tokenize_domains(
+        {d: inputs.domain_files.get(d, []) for d in domains}, fingerprints=fingerprints, cache_root=cache_dir,
+        tokenizer=tokenizer, dtype=dtype, batch_bytes=config.encode_batch_bytes, execution=execution, progress=progress)
     available = {d: int(c.lengths.sum()) for d, c in caches.items()}
     plan = plan_quotas({d: proportions.get(d, 0.0) for d in domains}, available, total_tokens=config.total_tokens,
                        max_epochs=config.max_epochs, over_cap=config.over_cap)
@@ -422,5 +423,6 @@ def emit(spec, *, root=None, progress: Callable[[str], None] | None = None) -> t
     out_dir = Path(config.path) if config.path else root.root / "training_set"
     if not out_dir.is_absolute():
         out_dir = spec.path.parent / out_dir
-    return out_dir, emit_training_set(inputs, config=config, out_dir=out_dir, progress=progress)
+    return out_dir, emit_training_set(inputs, config=config, out_dir=out_dir, progress=progress,
+                                      execution=spec.execution)
 __all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit", "emit_training_set", "find_eos", "mixed_entries"]

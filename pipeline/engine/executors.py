@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import multiprocessing
+import os
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -74,10 +75,29 @@ def _in_daemon() -> bool:
     return multiprocessing.current_process().daemon
 
 
+# What a forkserver imports once, before it forks workers: the ported stages and their heavy libraries.
+FORKSERVER_PRELOAD = ["pipeline.staging", "proxies.bins", "pipeline.emission.tokenize_stage"]
+
+
+def _context(start_method: str):
+    if start_method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
+        context = multiprocessing.get_context("forkserver")
+        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once this process's server runs
+        return context
+    return multiprocessing.get_context("spawn")
+
+
+def worker_count(execution: ExecutionConfig, tasks: Sequence[ShardTask]) -> int:
+    """Workers worth starting: at most one per task, and one per ``min_bytes_per_worker`` of input."""
+    total = sum(os.stat(p).st_size for p in {p for t in tasks for p in t.inputs} if os.path.isfile(p))
+    by_size = 1 + total // execution.min_bytes_per_worker if execution.min_bytes_per_worker else len(tasks)
+    return max(1, min(execution.worker_count(), len(tasks), by_size))
+
+
 def _map_local(fn: Callable, tasks: Sequence[ShardTask], *, workers: int, start_method: str):
     """``fn`` over ``tasks`` in a process pool; yields results in task order (the first error, in task
     order, is raised after the tasks not yet started are cancelled)."""
-    context = multiprocessing.get_context(start_method)
+    context = _context(start_method)
     with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
         futures = [pool.submit(fn, t) for t in tasks]
         try:
@@ -106,7 +126,7 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
             results[task.key] = reused
     if len(results) and progress:
         progress(f"{stage.name}: reusing {len(results)} finished shard(s) of {len(tasks)}")
-    workers = min(execution.worker_count(), len(todo))
+    workers = worker_count(execution, todo)
     fn = partial(run_task, stage)
     if execution.engine == "ray" and todo:
         from pipeline.engine.ray_executor import map_ray  # ray is an optional extra: imported only here
