@@ -86,8 +86,10 @@ class Spec:
 
     @property
     def spec_hash(self) -> str:
-        """sha256 of the canonical JSON of the validated spec (paths as written)."""
-        canonical = json.dumps(to_plain(self.body), sort_keys=True, separators=(",", ":"))
+        """sha256 of the canonical JSON of the validated spec (paths as written), without `execution`: where
+        shard tasks run never changes what they write, so a training set is the same under every engine."""
+        body = {k: v for k, v in to_plain(self.body).items() if k != "execution"}
+        canonical = json.dumps(body, sort_keys=True, separators=(",", ":"))
         return hashlib.sha256(canonical.encode()).hexdigest()
 
     def to_dict(self) -> dict:

@@ -3,6 +3,7 @@ temp folder) and stop: same bytes as `local` through Dagster, a killed worker re
 surfacing as the file and line, not as a Ray traceback."""
 
 import hashlib
+import json
 import os
 import shutil
 import signal
@@ -151,6 +152,13 @@ def test_ray_section_is_typed_and_validated():
         build(ExecutionConfig, {"ray": {"num_gpus": 1}})
 
 
+def test_spec_hash_and_code_versions_do_not_depend_on_the_engine(tmp_path):
+    """The training set's manifest records the spec hash: it must not change when only the engine does."""
+    local = load_spec(spec_copy(tmp_path, "local", {"engine": "local"}))
+    on_ray = load_spec(spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": "ray://head:10001"}}))
+    assert local.spec_hash == on_ray.spec_hash
+
+
 def test_curamix_imports_and_runs_local_without_ray(tmp_path):
     """`make demo` does not install ray: everything but the ray engine works without it, and asking for the
     ray engine then says how to install it."""
@@ -178,7 +186,7 @@ except ImportError as exc:
 # ---------------------------------------------------------------------------------------------- on a real cluster
 
 # The stages ported to the engine, as their Dagster assets (documents is partitioned by domain).
-ENGINE_ASSETS = ["documents", "token_bins"]
+ENGINE_ASSETS = ["documents", "token_bins", "training_set"]
 
 
 def spec_copy(folder: Path, name: str, execution: dict) -> Path:
@@ -218,44 +226,50 @@ def step_errors(results) -> list[str]:
             if e.event_type_value == "STEP_FAILURE"]
 
 
-def upstream_of_token_bins(root: Path, tokenizer_from: Path | None) -> None:
-    """What `token_bins` reads besides the engine's own outputs, made cheaply: the pruned pool as a copy of
-    the staged documents (the example's full chain to it trains a proxy: minutes) and a small tokenizer."""
+def upstream_outputs(root: Path, *, tokenizer_from: Path | None, domains: list[str]) -> None:
+    """What `token_bins` and `training_set` read besides the engine's own outputs, made cheaply (the example's
+    chain to them trains proxies: minutes): the pruned pool as a copy of the staged documents, a small
+    tokenizer and a uniform mixture."""
+    from pipeline.layout import Layout
     from proxies.tokenizer import save_tokenizer, train_tokenizer
 
-    shutil.copytree(root / "documents", root / "pruned")
-    (root / "tokenizer").mkdir()
+    layout = Layout.at(root)
+    shutil.copytree(layout.stage("documents"), layout.stage("pruned"))
+    layout.tokenizer_dir.mkdir()
     if tokenizer_from is not None:
-        shutil.copyfile(tokenizer_from / "tokenizer" / "tokenizer.json", root / "tokenizer" / "tokenizer.json")
-        return
-    texts = DataRoot(root).scan("documents").select("text").head(300).collect()["text"]
-    save_tokenizer(train_tokenizer(texts, vocab_size=512), root / "tokenizer" / "tokenizer.json")
+        shutil.copyfile(Layout.at(tokenizer_from).tokenizer_json, layout.tokenizer_json)
+    else:
+        texts = DataRoot(root).scan("documents").select("text").head(300).collect()["text"]
+        save_tokenizer(train_tokenizer(texts, vocab_size=512), layout.tokenizer_json)
+    layout.mixture_json.parent.mkdir()
+    layout.mixture_json.write_text(json.dumps({"method": "uniform", "proportions": {d: 1 / len(domains) for d in domains}}))
 
 
 @pytest.mark.slow
 def test_example_through_dagster_is_byte_identical_under_ray_and_local(cluster, tmp_path, monkeypatch):
-    """Every asset ported to the engine (`documents` for every domain of the example, then `token_bins`),
-    materialized through Dagster with `engine: local` and with `engine: ray`: every output file the same."""
+    """Every asset ported to the engine (`documents` for every domain of the example, `token_bins`,
+    `training_set`), materialized through Dagster with `engine: local` and with `engine: ray`: every output
+    file the same, the training set's manifest included."""
     import dagster as dg
 
     monkeypatch.delenv("CURAMIX_DATA_ROOT", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
     roots = {"local": tmp_path / "local", "ray": tmp_path / "ray"}
-    specs = {"local": spec_copy(tmp_path, "local", {"engine": "local", "workers": 2}),
+    specs = {"local": spec_copy(tmp_path, "local", {"engine": "local", "workers": 2, "min_bytes_per_worker": 0}),
              "ray": spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": cluster.address}})}
-    n_runs = len(load_spec(specs["ray"]).domains) + 1
+    domains = load_spec(specs["ray"]).domains
     for name in ("local", "ray"):
         instance = dg.DagsterInstance.ephemeral()
         results = materialize(specs[name], roots[name], ["documents"], instance)
-        upstream_of_token_bins(roots[name], roots["local"] if name == "ray" else None)
-        results += materialize(specs[name], roots[name], ["token_bins"], instance)
+        upstream_outputs(roots[name], tokenizer_from=roots["local"] if name == "ray" else None, domains=domains)
+        results += materialize(specs[name], roots[name], ENGINE_ASSETS[1:], instance)
         assert not step_errors(results), step_errors(results)[0]
-        assert len(results) == n_runs and all(r.success for r in results)
+        assert len(results) == len(domains) + len(ENGINE_ASSETS) - 1 and all(r.success for r in results)
     for key in ENGINE_ASSETS:
         local, on_ray = tree(roots["local"] / key), tree(roots["ray"] / key)
-        assert len(local) > 20 and on_ray == local, key
-    # the ray run's driver was this process, connected to the test's cluster
+        assert len(local) > 10 and on_ray == local, key
+    # the ray runs' driver was this process, connected to the test's cluster
     assert ray.get_runtime_context().gcs_address.endswith(f":{cluster.port}")
 
 
@@ -322,7 +336,6 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_output_is_the_same(cluster
 @pytest.mark.slow
 def test_bad_input_on_a_ray_worker_names_the_file_and_line_in_the_dagster_run(cluster, tmp_path, monkeypatch):
     import gzip
-    import json
 
     import dagster as dg
 
