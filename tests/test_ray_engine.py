@@ -152,7 +152,7 @@ def test_ray_section_is_typed_and_validated():
         build(ExecutionConfig, {"ray": {"num_gpus": 1}})
 
 
-def test_spec_hash_and_code_versions_do_not_depend_on_the_engine(tmp_path):
+def test_spec_hash_does_not_depend_on_the_engine(tmp_path):
     """The training set's manifest records the spec hash: it must not change when only the engine does."""
     local = load_spec(spec_copy(tmp_path, "local", {"engine": "local"}))
     on_ray = load_spec(spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": "ray://head:10001"}}))
