@@ -28,7 +28,7 @@ from pipeline.config.typed import ConfigError, build, to_plain
 
 DATA_ROOT_ENV = "CURAMIX_DATA_ROOT"
 # Settings that say where data is written or when curamix runs, not what the data is: not in spec_hash.
-SPEC_HASH_EXCLUDES = ("data_root", "output.path", "operations")
+SPEC_HASH_EXCLUDES = ("data_root", "output.path", "operations", "execution")
 
 
 class SpecError(ValueError):
@@ -90,8 +90,9 @@ class Spec:
     def spec_hash(self) -> str:
         """sha256 of the canonical JSON of what in the validated spec decides the data (paths as written).
 
-        Left out: where the data is written and when curamix runs (``SPEC_HASH_EXCLUDES``), so the same spec
-        run into two data roots, on two machines, has one hash, as its byte-identical shards do."""
+        Left out: where the data is written, when curamix runs and on which engine (``SPEC_HASH_EXCLUDES``), so the
+        same spec run into two data roots, on two machines, under any engine, has one hash, as its byte-identical
+        shards do."""
         plain = to_plain(self.body)
         for key in SPEC_HASH_EXCLUDES:
             *parents, leaf = key.split(".")

@@ -7,8 +7,10 @@ both engines and for any number of workers, so this section is not part of any a
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Literal
+
+from pipeline.config.ray_engine import RayConfig
 
 
 def core_count() -> int:
@@ -23,7 +25,9 @@ def core_count() -> int:
 class ExecutionConfig:
     # "local": a pool of worker processes on this machine; "inline": every task in the calling process
     # (for debugging with a breakpoint, or inside a process that may not start children).
-    engine: Literal["inline", "local"] = "local"
+    # "ray": every shard task as a Ray task on the cluster of `ray` (see pipeline/engine/ray_executor.py).
+    engine: Literal["inline", "local", "ray"] = "local"
+    ray: RayConfig = field(default_factory=RayConfig)
     # Worker processes for "local"; null means one per core.
     workers: int | None = None
     # How workers start: "forkserver" (a clean server process that has imported the stages once forks each

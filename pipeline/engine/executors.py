@@ -130,7 +130,10 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
     workers = worker_count(execution, todo)
     fn = partial(run_task, stage)
     try:
-        if execution.engine == "inline" or workers <= 1 or _in_daemon():
+        if execution.engine == "ray" and todo:
+            from pipeline.engine.ray_executor import map_ray  # ray is an optional extra: imported only here
+            done_iter = map_ray(stage, todo, execution.ray)
+        elif execution.engine == "inline" or workers <= 1 or _in_daemon():
             done_iter = map(fn, todo)
         else:
             done_iter = _map_local(fn, todo, workers=workers, start_method=execution.start_method)

@@ -1,0 +1,49 @@
+"""Spec section `execution.ray`: where the `ray` engine finds its cluster and what each shard task asks of it.
+
+Like the rest of `execution`, it changes where shard tasks run, never what they write.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_GCS_ADDRESS = re.compile(r"^[A-Za-z0-9_.\-\[\]:]+:\d+$")
+
+
+@dataclass(frozen=True)
+class RayConfig:
+    # "auto": the cluster named by RAY_ADDRESS, else the one `ray start` runs on this node;
+    # "ray://host:port": a remote cluster through Ray Client (the driver stays here);
+    # "host:port": the head node's GCS address (this process joins the cluster as a driver);
+    # "local": a private one-node Ray started by this process (tests, a laptop).
+    address: str = "auto"
+    # Resources each shard task reserves: Ray runs as many tasks on a node at once as these fit its
+    # resources. Fractions are allowed (0.5 GPU: two tasks share a GPU).
+    num_cpus_per_task: float = 1.0
+    num_gpus_per_task: float = 0.0
+    # Memory each task reserves for scheduling (Ray does not enforce it); null reserves none.
+    memory_per_task_mb: int | None = None
+    # How often a task is re-run after its worker process or node died (killed, out of memory, preempted).
+    # An exception raised by the task itself (bad input) is not retried: it fails the same way every time.
+    max_retries: int = 3
+    # At most this many tasks submitted and not yet gathered; null: every task of the stage at once.
+    max_in_flight: int | None = None
+    # Only for address "local": CPUs and object store of the private Ray, and its session folder
+    # (null: every core, Ray's default store size, a fresh folder under the system temp dir).
+    local_num_cpus: int | None = None
+    local_object_store_mb: int | None = None
+    local_temp_dir: str | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.address in ("auto", "local") or self.address.startswith("ray://")
+                or _GCS_ADDRESS.match(self.address)):
+            raise ValueError(f"address must be auto, local, ray://host:port or host:port, got {self.address!r}")
+        if self.num_cpus_per_task < 0 or self.num_gpus_per_task < 0:
+            raise ValueError("num_cpus_per_task and num_gpus_per_task must not be negative")
+        if self.max_retries < 0:
+            raise ValueError("max_retries must not be negative")
+        for name in ("memory_per_task_mb", "max_in_flight", "local_num_cpus", "local_object_store_mb"):
+            value = getattr(self, name)
+            if value is not None and value < 1:
+                raise ValueError(f"{name} must be at least 1 (or null)")

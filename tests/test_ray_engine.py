@@ -1,0 +1,364 @@
+"""The `ray` engine against a real Ray cluster that these tests start (`ray start --head` on a free port, its own
+temp folder) and stop: same bytes as `local` through Dagster, a killed worker retried by Ray, and bad input
+surfacing as the file and line, not as a Ray traceback."""
+
+import hashlib
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import yaml
+
+from pipeline.config.execution import ExecutionConfig
+from pipeline.config.ray_engine import RayConfig
+from pipeline.config.typed import ConfigError, build
+from pipeline.engine import run_stage
+from pipeline.spec import load_spec
+from pipeline.staging import StagingStage, StagingError
+from pipeline.store import DataRoot
+from tests.conftest import EXAMPLE_SPEC, REPO
+
+ray = pytest.importorskip("ray", reason="the ray extra is not installed")
+
+RAY_BIN = Path(sys.executable).parent / "ray"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def tree(folder: Path) -> dict[str, str]:
+    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+            for p in sorted(folder.rglob("*")) if p.is_file()}
+
+
+class RayCluster:
+    """`ray start --head --block` in its own process group: stopping that group stops every process of this
+    cluster and nothing else (never `ray stop`, which stops every cluster of the user on the machine)."""
+
+    def __init__(self, *, num_cpus: int = 2):
+        self.port = free_port()
+        self.temp_dir = tempfile.mkdtemp(prefix="cmxray", dir="/tmp")  # short: Ray's socket paths have a limit
+        self.log = Path(self.temp_dir) / "start.log"
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+        with open(self.log, "w") as log:
+            self.process = subprocess.Popen(
+                [str(RAY_BIN), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
+                 "--num-gpus=0", f"--temp-dir={self.temp_dir}", "--include-dashboard=false",
+                 "--disable-usage-stats",
+                 # every listening port free, so that clusters of concurrent test runs do not collide
+                 f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
+                 f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
+                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
+                stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+
+    @property
+    def address(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if "Ray runtime started" in self.log.read_text():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.5)
+        self.stop()
+        raise RuntimeError(f"ray start did not come up:\n{self.log.read_text()[-3000:]}")
+
+    def worker_pids(self, title: str) -> list[int]:
+        """Ray workers of this cluster (its session: workers get process groups of their own) whose process title, ``ray::<task name>``, starts
+        with ``title``."""
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if not proc.name.isdigit() or os.getsid(int(proc.name)) != self.process.pid:
+                    continue
+                cmdline = (proc / "cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace")
+            except OSError:
+                continue
+            if cmdline.startswith(f"ray::{title}"):
+                pids.append(int(proc.name))
+        return pids
+
+    def session_pids(self) -> list[int]:
+        pids = []
+        for proc in Path("/proc").iterdir():
+            try:
+                if proc.name.isdigit() and os.getsid(int(proc.name)) == self.process.pid:
+                    pids.append(int(proc.name))
+            except OSError:
+                continue
+        return pids
+
+    def stop(self) -> None:
+        """Leave the cluster, ask `ray start --block` to stop what it started, then kill what is left of this
+        cluster's session (workers get process groups of their own, so not the group: the session)."""
+        from pipeline.engine import ray_executor
+
+        ray_executor.disconnect()
+        if self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                pass
+        for pid in self.session_pids():
+            try:
+                os.kill(pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+        self.process.wait()
+        shutil.rmtree(self.temp_dir, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def cluster():
+    cluster = RayCluster()
+    try:
+        cluster.wait_ready()
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+def on_ray(cluster: RayCluster, **ray) -> ExecutionConfig:
+    return ExecutionConfig(engine="ray", ray=RayConfig(address=cluster.address, **ray))
+
+
+# ---------------------------------------------------------------------------------------------- spec section
+
+def test_ray_section_is_typed_and_validated():
+    config = build(ExecutionConfig, {"engine": "ray", "ray": {"address": "ray://head:10001", "num_cpus_per_task": 2,
+                                                              "num_gpus_per_task": 0.5}})
+    assert config.ray == RayConfig(address="ray://head:10001", num_cpus_per_task=2.0, num_gpus_per_task=0.5)
+    assert build(ExecutionConfig, {}).ray.address == "auto"
+    with pytest.raises(ConfigError, match=r"ray: address must be auto, local, ray://host:port or host:port"):
+        build(ExecutionConfig, {"engine": "ray", "ray": {"address": "http://head"}})
+    with pytest.raises(ConfigError, match=r"ray\.num_gpus: unknown key"):
+        build(ExecutionConfig, {"ray": {"num_gpus": 1}})
+
+
+def test_spec_hash_does_not_depend_on_the_engine(tmp_path):
+    """The training set's manifest records the spec hash: it must not change when only the engine does."""
+    local = load_spec(spec_copy(tmp_path, "local", {"engine": "local"}))
+    on_ray = load_spec(spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": "ray://head:10001"}}))
+    assert local.spec_hash == on_ray.spec_hash
+
+
+def test_curamix_imports_and_runs_local_without_ray(tmp_path):
+    """`make demo` does not install ray: everything but the ray engine works without it, and asking for the
+    ray engine then says how to install it."""
+    script = f"""
+import sys
+sys.modules["ray"] = None  # as if not installed
+import assets.definitions, pipeline.spec, pipeline.engine
+from pipeline.config.execution import ExecutionConfig
+from pipeline.engine import run_stage
+from tests.test_engine import toy_stage
+from pathlib import Path
+stage = toy_stage(Path({str(tmp_path)!r}))
+assert run_stage(stage, execution=ExecutionConfig(engine="inline"))[0] == sum(j * j for j in range(5))
+try:
+    run_stage(toy_stage(Path({str(tmp_path / 'b')!r})), execution=ExecutionConfig(engine="ray"))
+except ImportError as exc:
+    print("IMPORT-ERROR:", exc)
+"""
+    (tmp_path / "b").mkdir()
+    out = subprocess.run([sys.executable, "-c", script], cwd=REPO, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "IMPORT-ERROR: execution.engine 'ray' needs Ray: pip install 'curamix[ray]'" in out.stdout
+
+
+# ---------------------------------------------------------------------------------------------- on a real cluster
+
+# The stages ported to the engine, as their Dagster assets (documents is partitioned by domain).
+ENGINE_ASSETS = ["documents", "token_bins", "training_set"]
+
+
+def spec_copy(folder: Path, name: str, execution: dict) -> Path:
+    """The example spec beside links to the example's files (so relative paths read the same), plus an
+    `execution` section."""
+    for entry in EXAMPLE_SPEC.parent.iterdir():
+        if entry.name != EXAMPLE_SPEC.name and not (folder / entry.name).exists():
+            (folder / entry.name).symlink_to(entry, target_is_directory=entry.is_dir())
+    data = yaml.safe_load(EXAMPLE_SPEC.read_text())
+    data["execution"] = execution
+    path = folder / f"{name}.yaml"
+    path.write_text(yaml.safe_dump(data, sort_keys=False))
+    return path
+
+
+def materialize(spec_path: Path, data_root: Path, keys: list[str], instance):
+    """Materialize exactly ``keys`` (every partition of a partitioned one) through Dagster, in order; as
+    `curamix run` does, without re-running what they depend on."""
+    import dagster as dg
+
+    from assets.definitions import build_definitions
+
+    defs = build_definitions(spec_path, str(data_root))
+    job = defs.resolve_implicit_global_asset_job_def()
+    graph = defs.resolve_asset_graph()
+    results = []
+    for key in keys:
+        partitions = graph.get(dg.AssetKey(key)).partitions_def
+        for pk in partitions.get_partition_keys() if partitions else [None]:
+            results.append(job.execute_in_process(asset_selection=[dg.AssetKey(key)], partition_key=pk,
+                                                  instance=instance, raise_on_error=False))
+    return results
+
+
+def step_errors(results) -> list[str]:
+    return [e.event_specific_data.error.to_string() for r in results for e in r.all_events
+            if e.event_type_value == "STEP_FAILURE"]
+
+
+def upstream_outputs(root: Path, *, tokenizer_from: Path | None, domains: list[str]) -> None:
+    """What `token_bins` and `training_set` read besides the engine's own outputs, made cheaply (the example's
+    chain to them trains proxies: minutes): the pruned pool as a copy of the staged documents, a small
+    tokenizer and a uniform mixture."""
+    from pipeline.layout import Layout
+    from proxies.tokenizer import save_tokenizer, train_tokenizer
+
+    layout = Layout.at(root)
+    shutil.copytree(layout.stage("documents"), layout.stage("pruned"))
+    layout.tokenizer_dir.mkdir()
+    if tokenizer_from is not None:
+        shutil.copyfile(Layout.at(tokenizer_from).tokenizer_json, layout.tokenizer_json)
+    else:
+        texts = DataRoot(root).scan("documents").select("text").head(300).collect()["text"]
+        save_tokenizer(train_tokenizer(texts, vocab_size=512), layout.tokenizer_json)
+    layout.mixture_json.parent.mkdir()
+    layout.mixture_json.write_text(json.dumps({"method": "uniform", "proportions": {d: 1 / len(domains) for d in domains}}))
+
+
+@pytest.mark.slow
+def test_example_through_dagster_is_byte_identical_under_ray_and_local(cluster, tmp_path, monkeypatch):
+    """Every asset ported to the engine (`documents` for every domain of the example, `token_bins`,
+    `training_set`), materialized through Dagster with `engine: local` and with `engine: ray`: every output
+    file the same, the training set's manifest included."""
+    import dagster as dg
+
+    monkeypatch.delenv("CURAMIX_DATA_ROOT", raising=False)
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    roots = {"local": tmp_path / "local", "ray": tmp_path / "ray"}
+    specs = {"local": spec_copy(tmp_path, "local", {"engine": "local", "workers": 2, "min_bytes_per_worker": 0}),
+             "ray": spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": cluster.address}})}
+    domains = load_spec(specs["ray"]).domains
+    for name in ("local", "ray"):
+        instance = dg.DagsterInstance.ephemeral()
+        results = materialize(specs[name], roots[name], ["documents"], instance)
+        upstream_outputs(roots[name], tokenizer_from=roots["local"] if name == "ray" else None, domains=domains)
+        results += materialize(specs[name], roots[name], ENGINE_ASSETS[1:], instance)
+        assert not step_errors(results), step_errors(results)[0]
+        assert len(results) == len(domains) + len(ENGINE_ASSETS) - 1 and all(r.success for r in results)
+    for key in ENGINE_ASSETS:
+        local, on_ray = tree(roots["local"] / key), tree(roots["ray"] / key)
+        assert len(local) > 10 and on_ray == local, key
+    # the ray runs' driver was this process, connected to the test's cluster
+    assert ray.get_runtime_context().gcs_address.endswith(f":{cluster.port}")
+
+
+@dataclass
+class HeldStaging(StagingStage):
+    """Staging whose shards wait while ``hold/wait`` exists, so that the test can kill a worker mid-shard.
+    Imported by the Ray workers from this module (the cluster's PYTHONPATH holds the repository)."""
+
+    hold: str = ""
+
+    def run_shard(self, task, out):
+        Path(self.hold, f"{task.key}.{os.getpid()}").touch()
+        while Path(self.hold, "wait").exists():
+            time.sleep(0.05)
+        return super().run_shard(task, out)
+
+
+def kill_first_worker(cluster: RayCluster, hold: Path, killed: list, timeout: float = 120) -> None:
+    """Find a Ray worker running a staging shard by its process title, SIGKILL it, then let the shards go."""
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            pids = cluster.worker_pids("curamix.documents.")
+            started = {int(p.name.rsplit(".", 1)[1]) for p in hold.glob("*.*")}
+            running = [p for p in pids if p in started]  # past its start: inside run_shard
+            if running:
+                os.kill(running[0], signal.SIGKILL)
+                killed.append(running[0])
+                return
+            time.sleep(0.05)
+    finally:
+        time.sleep(1.0)  # let Ray notice the death before the others finish
+        (hold / "wait").unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_a_worker_killed_mid_shard_is_retried_and_the_output_is_the_same(cluster, tmp_path):
+    spec = load_spec(EXAMPLE_SPEC, data_root=tmp_path / "local")
+    reference = StagingStage(spec, "math", DataRoot(spec.data_root))
+    run_stage(reference, execution=ExecutionConfig(engine="inline"))
+
+    spec = load_spec(EXAMPLE_SPEC, data_root=tmp_path / "ray")
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "wait").touch()
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_first_worker, args=(cluster, hold, killed))
+    killer.start()
+    try:
+        run_stage(HeldStaging(spec, "math", DataRoot(spec.data_root), hold=str(hold)),
+                  execution=on_ray(cluster, max_retries=2))
+    finally:
+        (hold / "wait").unlink(missing_ok=True)
+        killer.join()
+    assert killed, "no running Ray worker was found to kill"
+    attempts = sorted(p.name for p in hold.glob("*.*") if p.name != "wait")
+    victim = next(p.rsplit(".", 1)[0] for p in attempts if p.endswith(f".{killed[0]}"))
+    # the killed shard ran again in another worker process; every shard ran at least once
+    assert len([p for p in attempts if p.startswith(victim + ".")]) == 2, attempts
+    assert {p.rsplit(".", 1)[0] for p in attempts} == {t.key for t in reference.plan()}
+    assert tree(tmp_path / "ray" / "documents") == tree(tmp_path / "local" / "documents")
+
+
+@pytest.mark.slow
+def test_bad_input_on_a_ray_worker_names_the_file_and_line_in_the_dagster_run(cluster, tmp_path, monkeypatch):
+    import gzip
+
+    import dagster as dg
+
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
+    (tmp_path / "dagster_home").mkdir()
+    data = gzip.compress("".join(json.dumps({"text": f"row {i} " * 20}) + "\n" for i in range(3000)).encode())
+    (tmp_path / "broken.jsonl.gz").write_bytes(data[: len(data) // 2])
+    (tmp_path / "ok.jsonl").write_text(json.dumps({"text": "a fine document"}) + "\n")
+    spec_path = tmp_path / "spec.yaml"
+    spec_path.write_text(yaml.safe_dump({
+        "name": "bad", "seed": 1, "data_root": "data",
+        "sources": [{"name": "ok", "path": "ok.jsonl", "domain": "web"},
+                    {"name": "broken", "path": "broken.jsonl.gz", "domain": "web"}],
+        "staging": {"on_bad_file": "fail"},
+        "execution": {"engine": "ray", "ray": {"address": cluster.address}}}))
+    monkeypatch.delenv("CURAMIX_DATA_ROOT", raising=False)
+    results = materialize(spec_path, tmp_path / "data", ["documents"], dg.DagsterInstance.ephemeral())
+    (error,) = step_errors(results)
+    assert "broken.jsonl.gz: corrupt_archive: EOFError" in error and "lines)" in error
+    assert "StagingError" in error and "stage documents, shard broken-00000, on a Ray worker" in error
+    assert "RayTaskError" not in error and "ray/_private" not in error
+    assert DataRoot(tmp_path / "data").domains("documents") == []  # nothing that looks complete
+    # the same error, raised directly, is the original exception type
+    spec = load_spec(spec_path)
+    with pytest.raises(StagingError, match=r"broken\.jsonl\.gz: corrupt_archive"):
+        run_stage(StagingStage(spec, "web", DataRoot(spec.data_root)), execution=spec.execution)
