@@ -13,6 +13,7 @@ so only the ratios within one run mean something. Goal: ray within 1.3x of local
 from __future__ import annotations
 
 import hashlib
+import os
 import shutil
 import tempfile
 import time
@@ -69,6 +70,9 @@ def run(quick: bool = False) -> dict:
     from pipeline.store import DataRoot
     from proxies.tokenizer import train_tokenizer
 
+    # A private Ray would otherwise turn token auth on and write ~/.ray/auth_token, which then changes every
+    # later Ray cluster of this user on the machine.
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     files = ["math_gsm8k_train.jsonl", "science_scitldr_abstracts.jsonl.zst", "techdocs_python311_rst.jsonl.zst"] \
         if quick else None
     work = Path(tempfile.mkdtemp(prefix="bench-ray-"))

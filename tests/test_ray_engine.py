@@ -44,6 +44,11 @@ def tree(folder: Path) -> dict[str, str]:
             for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
+# Ray turns token authentication on by itself when ~/.ray/auth_token exists (any earlier `ray.init()` on the
+# machine writes one): a test cluster and its driver must not depend on that shared file, so both say "disabled".
+NO_TOKEN_AUTH = {"RAY_AUTH_MODE": "disabled"}
+
+
 class RayCluster:
     """`ray start --head --block` in its own process group: stopping that group stops every process of this
     cluster and nothing else (never `ray stop`, which stops every cluster of the user on the machine)."""
@@ -52,7 +57,7 @@ class RayCluster:
         self.port = free_port()
         self.temp_dir = tempfile.mkdtemp(prefix="cmxray", dir="/tmp")  # short: Ray's socket paths have a limit
         self.log = Path(self.temp_dir) / "start.log"
-        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0"}
+        env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **NO_TOKEN_AUTH}
         with open(self.log, "w") as log:
             self.process = subprocess.Popen(
                 [str(RAY_BIN), "start", "--head", "--block", f"--port={self.port}", f"--num-cpus={num_cpus}",
@@ -127,12 +132,19 @@ class RayCluster:
 
 @pytest.fixture(scope="module")
 def cluster():
+    saved = {k: os.environ.get(k) for k in NO_TOKEN_AUTH}
+    os.environ.update(NO_TOKEN_AUTH)  # the driver (this process) as well as the cluster
     cluster = RayCluster()
     try:
         cluster.wait_ready()
         yield cluster
     finally:
         cluster.stop()
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
 
 
 def on_ray(cluster: RayCluster, **ray) -> ExecutionConfig:
