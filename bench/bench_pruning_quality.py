@@ -66,7 +66,7 @@ GRID = {
     "seta.window_start": [None, 0, 2],
 }
 DEFAULT_K, DEFAULT_TAU, DEFAULT_L = 24, 0.5, 20
-RAW = REPO / "bench" / "results" / "pruning_quality_raw.json"
+RAW = REPO / "bench" / "results" / "raw" / "pruning_quality.json"  # not *.json of results/: bench.run renders those
 
 
 def _build_pool(work: Path, docs: int) -> tuple:

@@ -125,13 +125,14 @@ def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
             d.duplicate_of[gone] = ids[sel.duplicate_of]
         return sel
 
+    # Pool-wide steps (SemDeDup) first, then the per-group steps on what they left, as the chains are written.
     names = methods.CHAINS.get(method, (method,))
     for name, step in zip(names, chain):
         if step.scope == "pool":
-            sel = apply(methods.Candidates(index=np.arange(n), target=int(round(config.target_fraction * n)),
-                                                 pool=pool, config=config, rng=np.random.default_rng(seed),
-                                                 seed=seed, embeddings=embeddings, losses=losses), step)
-            report[name] = sel.report
+            c = methods.Candidates(index=np.arange(n), target=int(round(config.target_fraction * n)), pool=pool,
+                                   config=config, rng=np.random.default_rng(seed), seed=seed, embeddings=embeddings,
+                                   losses=losses)
+            report[name] = apply(c, step).report
     group_steps = [s for s in chain if s.scope == "group"]
     for gi, (name, members) in enumerate(_scope_groups(domains, config.scope)):
         target = int(round(config.target_fraction * len(members)))
