@@ -35,12 +35,17 @@ import numpy as np
 FRACTION = 0.05
 BUDGETS = [("prefix", 32), ("prefix", 64), ("prefix", 128), ("prefix", 256), ("windows", 32), ("windows", 64),
            ("windows", 128), ("windows", 256)]
-QUICK_BUDGETS = [("prefix", 64), ("windows", 64)]
+QUICK_BUDGETS = [("prefix", 64), ("prefix", 128), ("windows", 64), ("windows", 128)]
 GOAL_SPEARMAN, GOAL_COST = 0.9, 0.05
 
 
 def build_pool(work: Path, fraction: float):
-    """Stage the corpora, keep ``fraction`` of each source (seeded), as the 'curated' stage; returns (spec, root)."""
+    """Stage the corpora, keep ``fraction`` of each source (seeded), as the 'curated' stage; returns (spec, root).
+
+    ``BENCH_SCORING_STAGED`` (a data root whose ``documents`` stage holds the staged corpora, e.g. a previous run's)
+    skips the staging, the slow part on a loaded machine."""
+    import os
+
     import polars as pl
 
     from bench.corpus import write_spec
@@ -50,9 +55,11 @@ def build_pool(work: Path, fraction: float):
 
     spec = load_spec(write_spec(work, "bench-scoring"))
     root = DataRoot(spec.data_root)
+    staged = DataRoot(os.environ["BENCH_SCORING_STAGED"]) if os.environ.get("BENCH_SCORING_STAGED") else None
     for domain in spec.domains:
-        stage_domain(spec, domain, root=root)
-        frame = root.scan("documents", [domain]).collect()
+        if staged is None:
+            stage_domain(spec, domain, root=root)
+        frame = (staged or root).scan("documents", [domain]).collect()
         parts = []
         for index, (source, group) in enumerate(sorted(frame.group_by("source"), key=lambda g: g[0])):
             keep = max(3, math.ceil(fraction * group.height))
