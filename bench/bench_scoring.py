@@ -1,10 +1,12 @@
 """Difficulty scores on a bounded number of tokens per document vs every token (issue 12, item 7).
 
 Workload: ../shared/corpora (every file, bench/corpus.py's domains), staged with curamix's staging code, then a
-seeded ``FRACTION`` of each source's documents (so each source keeps its length distribution: the cost of "all"
-grows with the tokens of a document, and the corpus mixes 150-token GSM8K problems with 400 KB books). Curation is
-not run (it would only remove some documents). On that pool, as the pipeline does by default: a byte-level BPE
-(vocab 4096, trained on 5 MB of the pool drawn evenly across domains), token bins, a reference proxy (default ``ProxiesConfig``, eager) trained on the natural mixture.
+seeded ``FRACTION`` (``--quick``: 1%) of each source's documents (so each source keeps its length distribution: the
+cost of "all" grows with the tokens of a document, and the corpus mixes 150-token GSM8K problems with 400 KB books).
+Curation is not run (it would only remove some documents). On that pool, as the pipeline does by default: a
+byte-level BPE (vocab 4096, trained on 5 MB of the pool drawn evenly across domains), token bins, a reference proxy
+(default ``ProxiesConfig``, eager) trained on the natural mixture. On the shared 2-core machine under load the 5% run
+took over 40 minutes (scoring "all" dominates); the committed result is the ``--quick`` run.
 
 Then ``difficulty_scores``' code (``proxies.scoring.score_stage``, streaming) scores the pool once with every token
 (``all``: today's cost) and once per bounded budget (prefix / seeded windows of N tokens), in one process, one after
