@@ -1,10 +1,12 @@
 """Difficulty scores on a bounded number of tokens per document vs every token (issue 12, item 7).
 
 Workload: ../shared/corpora (every file, bench/corpus.py's domains), staged with curamix's staging code, then a
-seeded ``FRACTION`` of each source's documents (so each source keeps its length distribution: the cost of "all"
-grows with the tokens of a document, and the corpus mixes 150-token GSM8K problems with 400 KB books). Curation is
-not run (it would only remove some documents). On that pool, as the pipeline does by default: a byte-level BPE
-(vocab 4096, trained on 5 MB of the pool drawn evenly across domains), token bins, a reference proxy (default ``ProxiesConfig``, eager) trained on the natural mixture.
+seeded ``FRACTION`` (``--quick``: 1%) of each source's documents (so each source keeps its length distribution: the
+cost of "all" grows with the tokens of a document, and the corpus mixes 150-token GSM8K problems with 400 KB books).
+Curation is not run (it would only remove some documents). On that pool, as the pipeline does by default: a
+byte-level BPE (vocab 4096, trained on 5 MB of the pool drawn evenly across domains), token bins, a reference proxy
+(default ``ProxiesConfig``, eager) trained on the natural mixture. On the shared 2-core machine under load the 5% run
+took over 40 minutes (scoring "all" dominates); the committed result is the ``--quick`` run.
 
 Then ``difficulty_scores``' code (``proxies.scoring.score_stage``, streaming) scores the pool once with every token
 (``all``: today's cost) and once per bounded budget (prefix / seeded windows of N tokens), in one process, one after
@@ -35,12 +37,17 @@ import numpy as np
 FRACTION = 0.05
 BUDGETS = [("prefix", 32), ("prefix", 64), ("prefix", 128), ("prefix", 256), ("windows", 32), ("windows", 64),
            ("windows", 128), ("windows", 256)]
-QUICK_BUDGETS = [("prefix", 64), ("windows", 64)]
+QUICK_BUDGETS = [("prefix", 64), ("prefix", 128), ("windows", 64), ("windows", 128)]
 GOAL_SPEARMAN, GOAL_COST = 0.9, 0.05
 
 
 def build_pool(work: Path, fraction: float):
-    """Stage the corpora, keep ``fraction`` of each source (seeded), as the 'curated' stage; returns (spec, root)."""
+    """Stage the corpora, keep ``fraction`` of each source (seeded), as the 'curated' stage; returns (spec, root).
+
+    ``BENCH_SCORING_STAGED`` (a data root whose ``documents`` stage holds the staged corpora, e.g. a previous run's)
+    skips the staging, the slow part on a loaded machine."""
+    import os
+
     import polars as pl
 
     from bench.corpus import write_spec
@@ -50,9 +57,11 @@ def build_pool(work: Path, fraction: float):
 
     spec = load_spec(write_spec(work, "bench-scoring"))
     root = DataRoot(spec.data_root)
+    staged = DataRoot(os.environ["BENCH_SCORING_STAGED"]) if os.environ.get("BENCH_SCORING_STAGED") else None
     for domain in spec.domains:
-        stage_domain(spec, domain, root=root)
-        frame = root.scan("documents", [domain]).collect()
+        if staged is None:
+            stage_domain(spec, domain, root=root)
+        frame = (staged or root).scan("documents", [domain]).collect()
         parts = []
         for index, (source, group) in enumerate(sorted(frame.group_by("source"), key=lambda g: g[0])):
             keep = max(3, math.ceil(fraction * group.height))

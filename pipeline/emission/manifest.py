@@ -155,7 +155,7 @@ def provenance(root: DataRoot, *, spec_hash: str | None = None, spec_seed: int |
         from pipeline.spec import SPEC_HASH_EXCLUDES
 
         out["spec_hash"] = spec_hash
-        out["spec_hash_covers"] = ("the validated spec, less where data is written and when curamix runs ("
+        out["spec_hash_covers"] = ("the validated spec, less where data is written, when curamix runs and on which engine ("
                                    + ", ".join(SPEC_HASH_EXCLUDES) + "): the same spec gives the same hash "
                                    "under any data root")
     if spec_seed is not None:
