@@ -66,6 +66,10 @@ def test_a_new_file_curation_drops_as_a_near_duplicate_stops_at_curation(tmp_pat
     from assets.staleness import is_fresh, resolver
 
     spec_path = small_spec(tmp_path, math_rows=40, code_rows=20, techdocs_files=8)
+    # SeTa reads the difficulty scores, so the reference proxy is trained (other methods skip it).
+    body = yaml.safe_load(spec_path.read_text())
+    body["pruning"]["method"] = "seta"
+    spec_path.write_text(yaml.safe_dump(body, sort_keys=False))
     below = ["tokenizer", "embeddings", "reference_proxy"]
     (tmp_path / "home").mkdir()
     with dg.instance_for_test(temp_dir=str(tmp_path / "home")) as instance:
