@@ -29,7 +29,6 @@ fingerprint last requested per domain and the last global request (so the UI's s
 import hashlib
 import json
 import time
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,7 +48,7 @@ from assets.resources import CuramixResource
 from assets.staleness import stale_frontier
 from pipeline.freshness import FileState, changed_domains, file_states
 from pipeline.spec import Spec, SpecError
-from pipeline.store import DataRoot
+from pipeline.store import DataRoot, atomic_file
 
 DOCUMENTS = dg.AssetKey("documents")
 SCHEDULE_NAME = "nightly_curation"
@@ -241,10 +240,8 @@ def save_file_states(root: DataRoot, states: dict[str, FileState]) -> str:
     text = json.dumps({p: s.to_list() for p, s in sorted(states.items())}, separators=(",", ":"))
     path = root.root / FILE_STATES
     if not path.exists() or path.read_text() != text:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f"{path.name}.tmp-{uuid.uuid4().hex[:8]}")
-        tmp.write_text(text)
-        tmp.replace(path)
+        with atomic_file(path) as tmp:
+            tmp.write_text(text)
     return _digest(text)
 
 

@@ -9,8 +9,6 @@ mixture and of each baseline under the regression model), ``baselines``, ``fit_q
 
 from __future__ import annotations
 
-import shutil
-import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -21,7 +19,7 @@ from mixers.baselines import apply_caps, baseline_mixture, epoch_caps, epochs
 from mixers.regmix.fit import ProxyRuns, RegMixResult, run_regmix
 from mixers.report import plot_fit, plot_proportions, plot_schedule, report_markdown
 from pipeline.config.mixing import MixingConfig
-from pipeline.store import replace_dir, write_json
+from pipeline.store import atomic_dir, write_json
 
 ASSET_DIR = "mixture"
 SIMPLEX_TOL = 1e-6
@@ -170,12 +168,8 @@ def choose_baseline(name: str, inputs: MixingInputs, cfg: MixingConfig) -> Mixtu
 
 def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
     """Write ``<root>/mixture/`` (mixture.json, report.md, PNGs) atomically; returns the JSON payload."""
-    final = Path(root) / ASSET_DIR
-    final.parent.mkdir(parents=True, exist_ok=True)
-    tmp = final.with_name(f"{final.name}.tmp-{uuid.uuid4().hex[:8]}")
-    tmp.mkdir()
     inputs = outcome.inputs
-    try:
+    with atomic_dir(Path(root) / ASSET_DIR) as tmp:
         plots = {"proportions": plot_proportions(tmp / "proportions.png", inputs.domains, outcome.mixture,
                                                  outcome.method, outcome.baselines, inputs.caps).name}
         if outcome.fit_points is not None and len(outcome.fit_points[0]):
@@ -208,10 +202,6 @@ def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
             "plots": plots,
         }
         write_json(tmp / "mixture.json", _plain(payload))
-        replace_dir(tmp, final)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     return payload
 
 
