@@ -30,6 +30,11 @@ class Layout:
         """Where a sharded stage keeps finished shards of one domain until it is assembled (kept across crashes)."""
         return self.stage(stage) / f".work-domain={domain}"
 
+    def stage_work(self, stage: str, step: str) -> Path:
+        """Where one step of a stage over every domain (curation's passes) keeps its finished shards and
+        intermediate results until the stage is assembled (kept across crashes)."""
+        return self.stage(stage) / f".work-{step}"
+
     @property
     def tokenizer_dir(self) -> Path:
         return self.root / "tokenizer"

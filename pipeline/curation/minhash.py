@@ -211,6 +211,12 @@ def resolve_clusters(bands: pl.LazyFrame, signature_of, config: MinHashConfig) -
     ``signature_of(ids)`` returns the signature rows of ``ids`` (from memory or a memory map).
     """
     u, v = candidate_pairs(bands)
+    return clusters_from_pairs(u, v, signature_of, config)
+
+
+def clusters_from_pairs(u: np.ndarray, v: np.ndarray, signature_of, config: MinHashConfig) -> pl.DataFrame:
+    """Candidate pairs (member, bucket head) -> verified pairs -> clusters ->
+    (id, duplicate_of, jaccard, cluster_size); the survivor of a cluster is its smallest id."""
     if config.verify and len(u):
         keep = np.zeros(len(u), dtype=bool)
         for lo in range(0, len(u), 1 << 16):
