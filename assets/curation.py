@@ -6,18 +6,18 @@ per-domain metadata and a blocking per-domain accounting check. Launchpad config
 `curation` section for one run.
 """
 
-import json
 from typing import Optional
 
 import dagster as dg
 import yaml
 
-from assets.context import BuildContext, StageDefinitions, preview_markdown
+from assets.adapter import check_result, materialize
+from assets.context import BuildContext, StageDefinitions
 from assets.resources import CuramixResource
 from pipeline.config.curation import CurationConfig, check_domains
 from pipeline.config.typed import ConfigError, build, to_plain
-from pipeline.content_version import stage_content_version
-from pipeline.curation.run import STAGE, check_accounting, curate
+from pipeline.curation.outcome import accounting_outcome, curation_outcome, guard_outcome
+from pipeline.curation.run import curate
 from pipeline.store import DataRoot
 
 ASSET = "curated_documents"
@@ -71,26 +71,12 @@ def _merge(base: dict, extra: dict) -> dict:
 
 
 def accounting_check(root: DataRoot, domains: list[str]) -> dg.AssetCheckResult:
-    counts = check_accounting(root, domains)
-    problems = [f"{d}: staged {c['rows_in']} != kept {c['kept']} + dropped {c['dropped']} (or stats.json disagrees)"
-                for d, c in counts.items() if not c["ok"]]
-    return dg.AssetCheckResult(
-        check_name="accounting",
-        passed=not problems,
-        severity=dg.AssetCheckSeverity.ERROR,
-        metadata={"per_domain": dg.MetadataValue.json(counts), "problems": "\n".join(problems) or "none"},
-    )
+    return check_result(accounting_outcome(root, domains))
 
 
 def guard_check(reports, *, blocking: bool) -> dg.AssetCheckResult:
     """Fails when the stage dropped more of a domain than ``curation.guard`` allows."""
-    over = {d: r.guard for d, r in reports.items() if r.guard}
-    return dg.AssetCheckResult(
-        check_name="drop_guard", passed=not over,
-        severity=dg.AssetCheckSeverity.ERROR if blocking else dg.AssetCheckSeverity.WARN,
-        metadata={"over_limit": "\n".join(g["message"] for g in over.values()) or "none",
-                  "top_reasons": dg.MetadataValue.json({d: g["top_reasons"] for d, g in over.items()})},
-    )
+    return check_result(guard_outcome(reports, blocking=blocking))
 
 
 def _guard_checks(ctx: BuildContext) -> list[dg.AssetCheckSpec]:
@@ -99,13 +85,6 @@ def _guard_checks(ctx: BuildContext) -> list[dg.AssetCheckSpec]:
         return []
     return [dg.AssetCheckSpec("drop_guard", asset=ASSET, blocking=mode == "block",
                               description="no domain loses more than curation.guard.max_drop_fraction")]
-
-
-def _drops_table(reports) -> dg.MetadataValue:
-    reasons = sorted({r for rep in reports.values() for r in rep.drops})
-    rows = [{"domain": d, "profile": rep.profile, "in": rep.rows_in, "kept": rep.rows_kept,
-             **{r: rep.drops.get(r, 0) for r in reasons}} for d, rep in reports.items()]
-    return preview_markdown(rows)
 
 
 def build_stage(ctx: BuildContext) -> StageDefinitions:
@@ -118,7 +97,7 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         "Gopher/C4 quality filters and MinHash-LSH near-dedup; every drop in rejects.parquet.",
         check_specs=[dg.AssetCheckSpec("accounting", asset=ASSET, blocking=True,
                                        description="per domain: staged rows = kept + dropped"), *_guard_checks(ctx)],
-        code_version=ctx.code_version("curation-2", "curation"),
+        code_version=ctx.code_version("curation-3", "curation"),
     )
     def curated_documents(context: dg.AssetExecutionContext, config: CurationRunConfig, curamix: CuramixResource):
         spec = curamix.load_spec()
@@ -129,35 +108,8 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
             raise dg.Failure(f"invalid curation override: {exc}") from None
         root = DataRoot(spec.data_root)
         reports = curate(spec, config=settings, root=root, progress=context.log.info)
-        warnings = [r.guard["message"] for r in reports.values() if r.guard]
-        for message in warnings:
-            context.log.warning(message)
-        rejects = (
-            root.scan_rejects(STAGE).select("domain", "source", "source_row", "reason", "detail", "duplicate_of")
-            .head(10).collect()
-        )
-        yield dg.MaterializeResult(
-            metadata={
-                "rows_in": sum(r.rows_in for r in reports.values()),
-                "rows_kept": sum(r.rows_kept for r in reports.values()),
-                "rows_dropped": sum(r.rows_dropped for r in reports.values()),
-                "bytes_kept": sum(r.bytes_kept for r in reports.values()),
-                "drops_by_domain": dg.MetadataValue.json({d: r.drops for d, r in reports.items()}),
-                "drops_table": _drops_table(reports),
-                "drop_guard": dg.MetadataValue.md("\n".join(f"- **WARNING** {m}" for m in warnings) or "no domain over "
-                                                  f"the guard's limit ({settings.guard.max_drop_fraction})"),
-                "profiles": dg.MetadataValue.json({d: dict(zip(("profile", "why"), settings.profile_choice(d)))
-                                                   for d in spec.domains}),
-                "rejects_preview": preview_markdown(rejects.to_dicts()),
-                "config": dg.MetadataValue.json(json.loads(json.dumps(to_plain(settings), default=str))),
-                "path": dg.MetadataValue.path(str(root.stage_dir(STAGE))),
-            },
-            # What it wrote, not what it read: unchanged output leaves everything below fresh.
-            data_version=dg.DataVersion(stage_content_version(root, STAGE, spec.domains)),
-        )
-        yield accounting_check(root, spec.domains)
-        if spec.curation.guard.check != "off":  # the check the definitions declared (from the spec)
-            yield guard_check(reports, blocking=spec.curation.guard.check == "block")
+        yield from materialize(curation_outcome(root, spec.domains, settings, reports,
+                                                guard_check=spec.curation.guard.check))
 
     return StageDefinitions(assets=[curated_documents])
 

@@ -52,8 +52,10 @@ def _first_row(path: Path) -> tuple[str, str]:
     return row["source"], row["source_file"]
 
 
-def plan_runs(root: DataRoot, domains: list[str], source_rank: dict[str, int], *, run_bytes: int = RUN_BYTES) -> list[Run]:
+def plan_runs(root: DataRoot, domains: list[str], source_rank: dict[str, int], *,
+              run_bytes: int | None = None) -> list[Run]:
     """Every domain's runs, domains in the spec's order."""
+    run_bytes = run_bytes or RUN_BYTES
     runs: list[Run] = []
     for domain in domains:
         first = len(runs)
