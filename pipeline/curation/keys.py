@@ -135,6 +135,7 @@ def write_keys(settings: KeySettings, seeds: Seeds, out: Path) -> dict:
                 signed += _sign(frame["text"], verdict["reason"].is_null().to_numpy(), sids, near, seeds,
                                 signatures, bands)
     finally:
+        con.close()
         keys.close()
         if bands is not None:
             bands.close()

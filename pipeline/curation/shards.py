@@ -90,35 +90,50 @@ def _run(domain: str, number: int, pieces: list[tuple[str, list[int]]], rows: in
 
 def iter_text_batches(path: Path, columns: list[str], batch_bytes: int,
                       row_groups: list[int] | None = None) -> Iterator[pl.DataFrame]:
-    """Frames of about ``batch_bytes`` of text (a larger single document travels alone).
+    """Frames of at most ``batch_bytes`` of text (a larger single document travels alone).
 
     Record batches are cut row-wise at the budget, so a row group of many large documents (a
-    Gutenberg shelf) never becomes one huge frame.
+    Gutenberg shelf) never becomes one huge frame, and a batch never holds more than the budget
+    plus nothing: memory is bounded by the budget or the largest document, whichever is larger.
     """
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns, row_groups=row_groups):
-        lengths = pc.binary_length(rb.column(columns.index("text"))).to_numpy(zero_copy_only=False)
-        start = 0
-        while start < rb.num_rows:
-            # take rows until this batch reaches the budget (at least one row)
-            room = np.cumsum(lengths[start:]) + size
-            stop = start + max(1, int(np.searchsorted(room, batch_bytes, side="left")) + 1)
-            stop = min(stop, rb.num_rows)
-            pending.append(rb.slice(start, stop - start))
-            size = int(room[stop - start - 1])
-            start = stop
-            if size >= batch_bytes:
-                yield pl.from_arrow(pa.Table.from_batches(pending))
-                pending, size = [], 0
-    if pending:
-        yield pl.from_arrow(pa.Table.from_batches(pending))
+    yield from _batches([(path, row_groups)], columns, batch_bytes)
 
 
 def run_batches(run: Run, columns: list[str], batch_bytes: int) -> Iterator[pl.DataFrame]:
-    """The run's documents in order, a batch of about ``batch_bytes`` of text at a time."""
-    for path, groups in run.pieces:
-        yield from iter_text_batches(Path(path), columns, batch_bytes, row_groups=list(groups))
+    """The run's documents in order, a batch of about ``batch_bytes`` of text at a time (a batch may span
+    the run's parts: the filters and MinHash cost per batch as well as per byte)."""
+    yield from _batches([(Path(path), list(groups)) for path, groups in run.pieces], columns, batch_bytes)
+
+
+def _batches(pieces: list[tuple[Path, list[int] | None]], columns: list[str], batch_bytes: int) -> Iterator[pl.DataFrame]:
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for path, row_groups in pieces:
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns, row_groups=row_groups):
+            lengths = pc.binary_length(rb.column(columns.index("text"))).to_numpy(zero_copy_only=False)
+            start = 0
+            while start < rb.num_rows:
+                # the rows that still fit in the budget; a document larger than the budget travels alone
+                room = np.cumsum(lengths[start:]) + size
+                fit = int(np.searchsorted(room, batch_bytes, side="right"))
+                if fit == 0 and pending:
+                    yield _frame(pending)
+                    pending, size = [], 0
+                    continue
+                fit = max(fit, 1)
+                pending.append(rb.slice(start, fit))
+                size = int(room[fit - 1])
+                start += fit
+                if start < rb.num_rows or size >= batch_bytes:  # the next document would not fit
+                    yield _frame(pending)
+                    pending, size = [], 0
+    if pending:
+        yield _frame(pending)
+
+
+def _frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
+    schema = batches[0].schema  # parts written by one stage share a schema; a differing one is cast to it
+    return pl.from_arrow(pa.Table.from_batches([b if b.schema == schema else b.cast(schema) for b in batches]))
 
 
 def sid_range(index: int) -> tuple[int, int]:
