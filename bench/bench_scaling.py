@@ -11,7 +11,9 @@ stay duplicates in every copy (the same positions are swapped). Nx = copies 0..N
 written as ``PARTS`` JSONL files, as a sharded raw corpus would come.
 
 Growth (1x, 2x, 4x; the spec's defaults, engine `local`): documents, curated_documents, tokenizer, embeddings,
-concept_clusters, difficulty_scores (its reference proxy, 1 layer of width 64 trained 10 steps, first, unmeasured),
+concept_clusters, difficulty_scores (these three with ``pruning.method: seta``: they are skipped when pruning is
+off, and the scores when SeTa does not read them; the reference proxy, 1 layer of width 64 trained 10 steps,
+first, unmeasured),
 pruned_documents (method "none": a pass-through, so token bins read every curated document), token_bins and
 the training set's tokenization (its per-domain token caches). embeddings, concept_clusters and
 difficulty_scores are materialized through Dagster (their figures include Dagster's start-up in that process,
@@ -62,8 +64,10 @@ OUTPUTS = {"documents": "documents", "curated_documents": "curated", "token_bins
 # A small reference proxy: difficulty_scores' cost is per document through the model; training it is upstream.
 SECTIONS = {"tokenizer": {"vocab_size": 2048}, "pruning": {"method": "none"},
             "proxies": {"reference_steps": 10, "model": {"n_layers": 1, "d_model": 64, "n_heads": 2, "d_ff": 128}}}
-# difficulty_scores is computed only when a step reads it (SeTa); its spec differs from the others only there.
-SETA = {"pruning": {"method": "seta"}}
+# embeddings, concept_clusters and difficulty_scores are computed only when pruning is active and (the scores) when
+# SeTa reads them: their spec differs from the others only there (the others prune with method "none").
+ACTIVE = {"pruning": {"method": "seta"}}
+ACTIVE_STEPS = {"embeddings", "concept_clusters", "reference_proxy", "difficulty_scores"}
 
 
 def _hash(*parts: object) -> int:
@@ -114,7 +118,7 @@ def build_corpora(folder: Path, *, fraction: float, sizes: tuple[int, ...]) -> d
                 **SECTIONS}
         specs[size] = folder / f"spec-{size}x.yaml"
         specs[size].write_text(yaml.safe_dump(spec, sort_keys=False))
-        (folder / f"spec-{size}x-seta.yaml").write_text(yaml.safe_dump({**spec, **SETA}, sort_keys=False))
+        (folder / f"spec-{size}x-active.yaml").write_text(yaml.safe_dump({**spec, **ACTIVE}, sort_keys=False))
     return specs
 
 
@@ -253,8 +257,7 @@ def _growth(folder: Path, specs: dict[int, Path]) -> dict:
     for size in SIZES:
         steps: dict[str, dict] = {}
         for step in STEPS:
-            spec = specs[size].with_name(f"spec-{size}x-seta.yaml") if step in ("reference_proxy", "difficulty_scores") \
-                else specs[size]
+            spec = specs[size].with_name(f"spec-{size}x-active.yaml") if step in ACTIVE_STEPS else specs[size]
             figures = measure(step, spec, "local")
             print(f"scaling {size}x {step}: {figures}", file=sys.stderr, flush=True)
             if step not in UNMEASURED:
@@ -268,7 +271,7 @@ def _speedup(folder: Path, spec: Path, size: int) -> dict:
     out: dict[str, dict] = {}
     root = folder / f"data-{size}x"
     for step in STEPS:
-        if step in ("embeddings", "concept_clusters", "reference_proxy", "difficulty_scores"):
+        if step in ACTIVE_STEPS:
             continue  # not upstream of the four measured here
         if step not in SPEEDUP_STEPS:
             measure(step, spec, "local")  # upstream of the next measured step, once
