@@ -8,8 +8,8 @@ import os
 
 import pytest
 
-from tests.test_pruning_engine import (LOCAL_2, OUTPUTS, CountingStage, engine_roots, loads, proxy_and_tokenizer,
-                                       run_pruning_stages, small_row_groups, small_shards, tree)  # noqa: F401
+from tests.test_pruning_engine import (INLINE, OUTPUTS, CountingStage, engine_roots, loads, proxy_and_tokenizer,
+                                       run_pruning_stages, tree)
 from tests.test_pruning_stage import _with_method, curated  # noqa: F401 (fixture)
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
@@ -30,14 +30,15 @@ def test_worker_state_is_loaded_once_per_ray_actor(cluster, tmp_path):
 
 
 @pytest.mark.slow
-def test_pruning_stages_are_byte_identical_under_ray_and_local(cluster, curated, tmp_path, small_shards):
+def test_pruning_stages_are_byte_identical_under_ray_and_inline(cluster, curated, tmp_path):
+    """A shard per domain (and per curated part) here; tests/test_pruning_engine.py shows inline = local with
+    many small shards."""
     spec_path, _, base = curated
     spec = _with_method(spec_path, method="seta", embedding={"dim": 16, "fit_sample": 1000, "batch_size": 16})
-    small_row_groups(base)
     model, tokenizer = proxy_and_tokenizer(base)
-    roots = engine_roots(base, tmp_path, ["local", "ray"])
-    run_pruning_stages(spec, roots["local"], LOCAL_2, model, tokenizer)
+    roots = engine_roots(base, tmp_path, ["inline", "ray"])
+    run_pruning_stages(spec, roots["inline"], INLINE, model, tokenizer)
     run_pruning_stages(spec, roots["ray"], on_ray(cluster), model, tokenizer)
     for key in OUTPUTS:
-        local = tree(roots["local"].root / key)
-        assert len(local) >= 1 and tree(roots["ray"].root / key) == local, key
+        inline = tree(roots["inline"].root / key)
+        assert len(inline) >= 1 and tree(roots["ray"].root / key) == inline, key
