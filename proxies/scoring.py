@@ -29,6 +29,7 @@ loss is the mean of).
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
@@ -47,6 +48,7 @@ from tokenizers import Tokenizer
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
 from pipeline.engine.outcome import StageOutcome, Table
 from pipeline.store import DataRoot, atomic_dir, atomic_file, file_sha256, write_json
 from proxies.model import PopulationLM
@@ -335,7 +337,7 @@ def score_stage(root: DataRoot, stage: str, domains: list[str], *, tokenizer: To
         if model is None:
             raise ValueError("score_stage needs a model or a proxy_dir")
         proxy_dir = work_dir / "proxy"
-        save_proxy(proxy_dir, model.cpu(), 0)
+        save_proxy(proxy_dir, copy.deepcopy(model).cpu(), 0)  # a copy: the caller's model stays on its device
     if tokenizer_json is None:
         if tokenizer is None:
             raise ValueError("score_stage needs a tokenizer or a tokenizer_json")
@@ -359,10 +361,10 @@ def scores_read_by(spec) -> str | None:
     return "pruning.method seta" if pruning.active and pruning.method == "seta" else None
 
 
-def _empty_scores(folder: Path, note: dict | None) -> None:
+def _empty_scores(layout: Layout, note: dict | None) -> None:
     """An empty scores table (and a note saying why), replacing whatever an earlier configuration left."""
-    with atomic_dir(folder) as tmp:
-        pq.write_table(SCORE_SCHEMA.empty_table(), tmp / "scores.parquet", compression="zstd")
+    with atomic_dir(layout.difficulty_scores) as tmp:
+        pq.write_table(SCORE_SCHEMA.empty_table(), tmp / layout.difficulty_scores_file.name, compression="zstd")
         if note:
             write_json(tmp / "skipped.json", note)
 
@@ -377,7 +379,7 @@ def difficulty_scores_outcome(spec, *, progress: Callable[[str], None] | None = 
     layout = root.layout
     if not scores_read_by(spec):
         reason = "no configured step reads it (only pruning.method seta reads the difficulty scores)"
-        _empty_scores(layout.difficulty_scores, {"skipped": reason})
+        _empty_scores(layout, {"skipped": reason})
         if progress:
             progress(f"skipped: {reason}")
         return StageOutcome(metadata={"skipped": reason, "path": layout.difficulty_scores})
@@ -392,7 +394,7 @@ def difficulty_scores_outcome(spec, *, progress: Callable[[str], None] | None = 
                               device=pick_device(cfg.train.device), precision=cfg.train.precision,
                               execution=spec.execution, progress=progress)
     else:
-        _empty_scores(layout.difficulty_scores, None)
+        _empty_scores(layout, None)
     rows = [{"domain": d, **v} for d, v in sorted(summary.items())]
     return StageOutcome(metadata={"documents": sum(v["docs"] for v in summary.values()),
                                   "score_tokens": str(cfg.score_tokens), "score_mode": cfg.score_mode,

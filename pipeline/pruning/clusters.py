@@ -41,6 +41,7 @@ from pipeline.config.execution import ExecutionConfig
 from pipeline.config.pruning import ClusterConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
 from pipeline.pruning.embed import fit_sample_ids, l2_normalize
 from pipeline.store import DataRoot, atomic_dir, write_json
 CHUNK = 65536
@@ -202,7 +203,7 @@ class AssignmentStage:
     ``finish`` joins the parts in plan order and sums the shards' cluster sizes and cosines."""
 
     embeddings: str
-    out_dir: Path
+    layout: Layout
     work_dir: Path
     centroids: np.ndarray
     summary: dict
@@ -244,11 +245,12 @@ class AssignmentStage:
         summary = self.summary | {"n_docs": n, "sizes": [int(v) for v in sizes],
                                   "empty_clusters": int((sizes == 0).sum()),
                                   "mean_cos_to_centroid": round(sum(r["cos_sum"] for r in results) / n, 6) if n else 0.0}
-        with atomic_dir(self.out_dir) as tmp:
-            join_parquet(parts, tmp / "assignments.parquet", ASSIGNMENT_SCHEMA)
-            with open(tmp / "centroids.npy", "wb") as handle:
+        layout = self.layout
+        with atomic_dir(layout.concept_clusters) as tmp:
+            join_parquet(parts, tmp / layout.cluster_assignments.name, ASSIGNMENT_SCHEMA)
+            with open(tmp / layout.cluster_centroids.name, "wb") as handle:
                 np.save(handle, self.centroids)
-            write_json(tmp / "clusters.json", summary)
+            write_json(tmp / layout.cluster_summary.name, summary)
         return summary
 
 
@@ -271,7 +273,7 @@ def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int, execution
     result's labels and distances are the stored assignments of every document."""
     started = time.perf_counter()
     fitted, summary = fit_centroids(root, config, seed=seed)
-    stage = AssignmentStage(embeddings=str(root.layout.embeddings_file), out_dir=root.layout.concept_clusters,
+    stage = AssignmentStage(embeddings=str(root.layout.embeddings_file), layout=root.layout,
                             work_dir=root.layout.work_dir("concept_clusters"), centroids=fitted.centroids,
                             summary=summary)
     summary = run_stage(stage, execution=execution, progress=progress)

@@ -29,6 +29,7 @@ from pipeline.config.execution import ExecutionConfig
 from pipeline.config.pruning import EmbeddingConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
 from pipeline.store import DataRoot, atomic_dir, atomic_file, write_json
 
 
@@ -186,7 +187,7 @@ class EmbeddingStage:
     shards' parts in plan order into ``embeddings.parquet``."""
 
     files: tuple[str, ...]
-    out_dir: Path
+    layout: Layout
     work_dir: Path
     config: EmbeddingConfig
     seed: int
@@ -227,9 +228,9 @@ class EmbeddingStage:
 
     def finish(self, results: list[dict]) -> int:
         parts = [shard_dir(self, t.key) / "embeddings.parquet" for t in self.plan()]
-        with atomic_dir(self.out_dir) as tmp:
-            n = join_parquet(parts, tmp / "embeddings.parquet", _schema(self.dim))
-            write_json(tmp / "meta.json", {"n_docs": n, "dim": self.dim, "kind": self.config.kind,
+        with atomic_dir(self.layout.embeddings) as tmp:
+            n = join_parquet(parts, tmp / self.layout.embeddings_file.name, _schema(self.dim))
+            write_json(tmp / self.layout.embeddings_meta.name, {"n_docs": n, "dim": self.dim, "kind": self.config.kind,
                                            "fit_docs": self.fit_docs, "max_chars": self.config.max_chars})
         return n
 
@@ -275,7 +276,7 @@ def embed_stage(
     files = root.data_files(input_stage)
     work_dir = root.layout.work_dir("embeddings")
     _, fit = fit_embedder(files, config, seed=seed, work_dir=work_dir, embedder=embedder, progress=progress)
-    stage = EmbeddingStage(files=tuple(str(f) for f in files), out_dir=root.layout.embeddings, work_dir=work_dir,
+    stage = EmbeddingStage(files=tuple(str(f) for f in files), layout=root.layout, work_dir=work_dir,
                            config=config, seed=seed, **fit)
     n = run_stage(stage, execution=execution, progress=progress)
     seconds = time.perf_counter() - started
