@@ -267,21 +267,28 @@ def fit_centroids(root: DataRoot, config: ClusterConfig, *, seed: int) -> tuple[
                     "fit_docs": int(len(sample))}
 
 
-def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int, execution: ExecutionConfig | None = None,
-                  progress: Callable[[str], None] | None = None) -> tuple[ClusterResult, dict]:
-    """Cluster the stored embeddings; writes ``<root>/concept_clusters/``. Returns (result, summary); the
-    result's labels and distances are the stored assignments of every document."""
+def assign_clusters(root: DataRoot, config: ClusterConfig, *, seed: int, execution: ExecutionConfig | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Fit the centroids on a sample, assign every stored embedding in shards; writes ``<root>/concept_clusters/``
+    and returns its summary (sizes, mean cosine, ...). Memory holds the sample and one shard, not the pool."""
     started = time.perf_counter()
     fitted, summary = fit_centroids(root, config, seed=seed)
     stage = AssignmentStage(embeddings=str(root.layout.embeddings_file), layout=root.layout,
                             work_dir=root.layout.work_dir("concept_clusters"), centroids=fitted.centroids,
                             summary=summary)
-    summary = run_stage(stage, execution=execution, progress=progress)
+    return run_stage(stage, execution=execution, progress=progress) | {
+        "seconds": round(time.perf_counter() - started, 3)}
+
+
+def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int, execution: ExecutionConfig | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[ClusterResult, dict]:
+    """``assign_clusters``, then the stored assignments of every document as a ``ClusterResult`` (for callers that
+    want the labels in memory: tests, benchmarks)."""
+    summary = assign_clusters(root, config, seed=seed, execution=execution, progress=progress)
     stored = load_clusters(root)
-    seconds = time.perf_counter() - started
     result = ClusterResult(labels=stored.labels, centroids=stored.centroids, distance=stored.distance,
-                           iterations=fitted.iterations, seconds=seconds)
-    return result, summary | {"seconds": round(seconds, 3)}
+                           iterations=summary["iterations"], seconds=summary["seconds"])
+    return result, summary
 
 
 @dataclass

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from pipeline.content_version import stage_content_version
 from pipeline.engine.outcome import CheckOutcome, Image, StageOutcome, Table
 from pipeline.pruning import INPUT_STAGE, STAGE
-from pipeline.pruning.clusters import cluster_stage
+from pipeline.pruning.clusters import assign_clusters
 from pipeline.pruning.embed import embed_stage
 from pipeline.pruning.run import PruneResult, prune_stage
 from pipeline.spec import Spec
@@ -40,8 +40,8 @@ def clusters_outcome(spec: Spec, *, progress: Progress = None) -> StageOutcome:
     root = DataRoot(spec.data_root)
     if not spec.pruning.active:
         return StageOutcome(metadata={"skipped": DISABLED})
-    _, summary = cluster_stage(root, spec.pruning.clusters, seed=spec.seed_for("concept_clusters"),
-                               execution=spec.execution, progress=progress)
+    summary = assign_clusters(root, spec.pruning.clusters, seed=spec.seed_for("concept_clusters"),
+                              execution=spec.execution, progress=progress)
     sizes = sorted(summary["sizes"], reverse=True)
     return StageOutcome(metadata={
         "k": summary["k"], "documents": summary["n_docs"], "iterations": summary["iterations"],
