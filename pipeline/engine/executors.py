@@ -13,10 +13,10 @@ workers keep it for every task they run; ``inline`` builds it here and drops it 
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
-import hashlib
 import os
 import pickle
 import shutil
@@ -65,11 +65,9 @@ def finished(stage: Stage, task: ShardTask) -> dict | None:
     return done["result"] if done.get("fingerprint") == task.fingerprint(stage.name, stage.version) else None
 
 
-# This process's worker state: (key of the stage it was loaded for, the state). One entry: a worker that moves on
-# to another stage releases the previous stage's model before loading the next.
+# This process's worker state, under the key of the stage it was loaded for. One entry: a worker that moves on to
+# another stage releases the previous stage's model before loading the next.
 _WORKER_STATE: dict[str, Any] = {}
-# How many times this process built a worker state (tests read it to see "once per worker").
-LOADS = {"count": 0}
 
 
 def state_key(stage: Stage) -> str:
@@ -84,7 +82,6 @@ def worker_state(stage: Stage) -> Any:
     if key not in _WORKER_STATE:
         _WORKER_STATE.clear()
         _WORKER_STATE[key] = stage.load_worker_state()  # type: ignore[attr-defined]
-        LOADS["count"] += 1
     return _WORKER_STATE[key]
 
 
@@ -177,7 +174,7 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
             results[done.key] = done.result
             if progress:
                 progress(f"{stage.name}: shard {done.key} done ({i}/{len(todo)})")
-        release_worker_state()  # an inline run's model is not kept past its shards
+        release_worker_state()  # an inline run's model is not held while the global step runs
         outcome = stage.finish([results[k] for k in keys])
     except Exception as exc:
         if not is_disk_full(exc):

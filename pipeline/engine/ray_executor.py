@@ -33,7 +33,7 @@ except ImportError as exc:  # the engine is optional: curamix runs without ray i
 from pipeline.config.execution import core_count
 from pipeline.config.ray_engine import RayConfig
 from pipeline.engine.contract import ShardTask, Stage, has_worker_state
-from pipeline.engine.executors import LOADS, ShardDone, run_task, worker_state
+from pipeline.engine.executors import ShardDone, run_task, worker_state
 
 log = logging.getLogger(__name__)
 
@@ -97,9 +97,6 @@ class ShardWorker:
 
     def run(self, task: ShardTask) -> ShardDone:
         return run_task(self.stage, task)
-
-    def loads(self) -> int:
-        return LOADS["count"]
 
 
 _RemoteShardWorker = ray.remote(ShardWorker)
