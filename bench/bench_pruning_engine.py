@@ -3,7 +3,7 @@
 Pool: ``fraction`` of every source of ../shared/corpora (staged, then sampled per source with a fixed seed, as
 ``bench_scoring`` builds it) as the ``curated`` stage. For each engine a copy of that data root; on it, each stage
 runs in a fresh child process (``bench/_measure.py``: wall, CPU seconds of the process and its workers, peak RSS of
-the largest process), in pipeline order: ``embeddings`` (hashing-svd, the default), ``concept_clusters``,
+the largest process it waited for: ``local``'s forkserver workers are not among them), in pipeline order: ``embeddings`` (hashing-svd, the default), ``concept_clusters``,
 ``difficulty_scores`` (the default budget, 128 tokens in windows, with an untrained proxy of the default shape: its
 cost is a trained one's) and ``pruned_documents`` (the default method, ssl). Then every output file of the two
 roots is hashed and compared. ``local`` uses ``min_bytes_per_worker: 0`` so that it starts its 2 workers even on
@@ -128,7 +128,9 @@ def summarize(f: dict) -> str:
     load = f["load_average_at_start"][0], f["load_average_at_end"][0]
     return (f"Pool: {f['pool']['fraction_of_each_source']:.0%} of each source of ../shared/corpora "
             f"({f['pool']['curated_bytes'] / 2**20:.1f} MiB of curated Parquet). Load average {load[0]:.1f} at the start, "
-            f"{load[1]:.1f} at the end (above 2 the 2-core machine was shared: read the speedups as indicative).\n\n"
+            f"{load[1]:.1f} at the end (above 2 the 2-core machine was shared: read the speedups as indicative). "
+            "`local`'s CPU seconds and peak RSS are the driver's: its workers are forked by the forkserver, whose "
+            "children the measurement does not reach (a worker holds one shard and, for scoring, the proxy).\n\n"
             + "\n".join(rows))
 
 
