@@ -5,6 +5,11 @@ state (the fitted embedder, the proxy model) run on Ray actors that load it once
 from __future__ import annotations
 
 import os
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 
@@ -42,3 +47,56 @@ def test_pruning_stages_are_byte_identical_under_ray_and_inline(cluster, curated
     for key in OUTPUTS:
         inline = tree(roots["inline"].root / key)
         assert len(inline) >= 1 and tree(roots["ray"].root / key) == inline, key
+
+
+@dataclass
+class HeldCountingStage(CountingStage):
+    """The toy stage, whose shards wait while ``hold/wait`` exists (so that the test can kill an actor mid-shard)."""
+
+    hold: str = ""
+
+    def run_shard(self, task, out, state):
+        Path(self.hold, f"{task.key}.{os.getpid()}").touch()
+        while Path(self.hold, "wait").exists():
+            time.sleep(0.05)
+        return super().run_shard(task, out, state)
+
+
+def kill_a_busy_actor(cluster, hold: Path, killed: list, timeout: float = 120) -> None:
+    deadline = time.monotonic() + timeout
+    try:
+        while time.monotonic() < deadline:
+            started = {int(p.name.rsplit(".", 1)[1]) for p in hold.glob("*.*")}
+            running = [p for p in cluster.worker_pids("ShardWorker") if p in started]
+            if running:
+                os.kill(running[0], signal.SIGKILL)
+                killed.append(running[0])
+                return
+            time.sleep(0.05)
+    finally:
+        time.sleep(1.0)
+        (hold / "wait").unlink(missing_ok=True)
+
+
+@pytest.mark.slow
+def test_an_actor_killed_mid_shard_is_restarted_reloads_its_state_and_the_shard_reruns(cluster, tmp_path):
+    hold = tmp_path / "hold"
+    hold.mkdir()
+    (hold / "wait").touch()
+    stage = HeldCountingStage(tmp_path / "stage", hold=str(hold))
+    stage.folder.mkdir()
+    killed: list[int] = []
+    killer = threading.Thread(target=kill_a_busy_actor, args=(cluster, hold, killed))
+    killer.start()
+    try:
+        results = run_stage(stage, execution=on_ray(cluster, max_retries=2))
+    finally:
+        (hold / "wait").unlink(missing_ok=True)
+        killer.join()
+    assert killed, "no busy actor was found to kill"
+    victim = next(p.name.rsplit(".", 1)[0] for p in hold.glob("*.*") if p.name.endswith(f".{killed[0]}"))
+    reruns = [p.name for p in hold.glob(f"{victim}.*")]
+    assert len(reruns) == 2, reruns  # the killed shard ran again, in the restarted actor
+    assert len(results) == 6 and all(r["state_pid"] == r["pid"] for r in results)
+    # the restarted actor loaded the state again: one load per actor process, the killed one included
+    assert str(killed[0]) in loads(stage) and len(loads(stage)) == len({r["pid"] for r in results} | set(killed))
