@@ -28,7 +28,7 @@ from pipeline.config.typed import to_plain
 from pipeline.store import DataRoot, atomic_file, replace_dir, temp_name, write_json
 from proxies.bins import Bins, bins_outcome, build_bins, check_split_and_sizes, read_target_texts
 from proxies.population import pick_device, train_population
-from proxies.scoring import ScoreBudget, score_stage
+from proxies.scoring import difficulty_scores_outcome, scores_read_by
 from mixers.regmix.sampling import sample_sweep_mixtures
 from proxies.sweep import load_proxy, save_proxy
 from pipeline.emission.writer import find_eos
@@ -120,8 +120,7 @@ def _loss_curves(base: Path, sweeps: list[str]) -> bytes | None:
 
 def _scores_read_by(spec) -> str | None:
     """The configured step that reads the difficulty scores (and so the reference proxy), or None."""
-    pruning = spec.pruning
-    return "pruning.method seta" if pruning.active and pruning.method == "seta" else None
+    return scores_read_by(spec)
 
 
 def roundtrip_check(root: DataRoot, stage: str, domains: list[str], tokenizer_path: Path) -> dg.AssetCheckResult:
@@ -222,32 +221,10 @@ def build_stage(ctx: BuildContext) -> StageDefinitions:
         kinds={"parquet", "pytorch"},
         description="Mean token loss of every curated document under the reference proxy (SeTa's difficulty score). "
         "Skipped (an empty table) unless a configured step reads it (pruning.method seta).",
-        code_version=ctx.code_version(f"difficulty-scores-2{skipped}", "proxies"),
+        code_version=ctx.code_version(f"difficulty-scores-3{skipped}", "proxies"),
     )
     def difficulty_scores(context: dg.AssetExecutionContext, curamix: CuramixResource):
-        spec = curamix.load_spec()
-        root = DataRoot(spec.data_root)
-        out = root.root / "difficulty_scores"
-        if not _scores_read_by(spec):
-            return _skip(out, context, empty_scores=True)
-        out.mkdir(parents=True, exist_ok=True)
-        cfg = spec.proxies
-        if cfg.enabled:
-            model, _ = load_proxy(root.root / "reference_proxy")
-            tok = load_tokenizer(root.root / "tokenizer" / "tokenizer.json")
-            budget = ScoreBudget.of(cfg.score_tokens, cfg.score_mode, spec.seed_for("difficulty_scores"))
-            summary = score_stage(root, "curated", spec.domains, model=model, tokenizer=tok, bos=eot_id(tok),
-                                  out=out / "scores.parquet", budget=budget, batch_tokens=cfg.score_batch_tokens,
-                                  device=pick_device(cfg.train.device), precision=cfg.train.precision,
-                                  progress=context.log.info)
-        else:  # pass-through: no scores, SeTa keeps everything
-            _write_parquet(pl.DataFrame(schema=SCORE_COLUMNS), out / "scores.parquet")
-            summary = {}
-        rows = [{"domain": d, **v} for d, v in sorted(summary.items())]
-        return dg.MaterializeResult(metadata={"documents": sum(v["docs"] for v in summary.values()),
-                                              "score_tokens": str(cfg.score_tokens), "score_mode": cfg.score_mode,
-                                              "by_domain": preview_markdown(rows),
-                                              "path": dg.MetadataValue.path(str(out / "scores.parquet"))})
+        yield from materialize(difficulty_scores_outcome(curamix.load_spec(), progress=context.log.info))
 
     @dg.asset(
         name="token_bins", deps=["pruned_documents", "tokenizer"], group_name="proxies", kinds={"numpy"},

@@ -74,3 +74,40 @@ class Layout:
     @property
     def training_set(self) -> Path:
         return self.root / "training_set"
+
+    # -- pruning and difficulty scores (files inside the folders above) ------------------------------------
+    def work_dir(self, name: str) -> Path:
+        """Where an unpartitioned sharded stage keeps its finished shards until ``finish`` (kept across crashes)."""
+        return self.root / f".{name}.work"
+
+    @property
+    def embeddings_file(self) -> Path:
+        return self.embeddings / "embeddings.parquet"
+
+    @property
+    def embeddings_meta(self) -> Path:
+        return self.embeddings / "meta.json"
+
+    @property
+    def cluster_assignments(self) -> Path:
+        return self.concept_clusters / "assignments.parquet"
+
+    @property
+    def cluster_centroids(self) -> Path:
+        return self.concept_clusters / "centroids.npy"
+
+    @property
+    def cluster_summary(self) -> Path:
+        return self.concept_clusters / "clusters.json"
+
+    @property
+    def difficulty_scores_file(self) -> Path:
+        return self.difficulty_scores / "scores.parquet"
+
+    @property
+    def pruning_report(self) -> Path:
+        return self.stage("pruned") / "report.json"
+
+    @property
+    def pruning_plot(self) -> Path:
+        return self.stage("pruned") / "report.png"

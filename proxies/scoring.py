@@ -20,19 +20,19 @@ batched together; padding is masked out. SeTa (Zhou et al., 2025) uses the last 
 sample; a static curation pass has no training loop, so the score here is the loss of a proxy trained on the
 natural mixture, taken once.
 
-``score_stage`` streams: documents are read batch by batch from the stage's Parquet files and their scores appended
-to one Parquet file (a temporary name, renamed when complete), so memory does not grow with the corpus. It runs in
-one process; its batches are fixed by the data (not by a worker count), so a shard pool can later split them
-without changing a byte. Output columns: doc_id, domain, loss (NaN for an empty document), n_tokens (tokens the
+``score_stage`` runs on the stage contract (``ScoringStage``): a shard scores a run of row groups of one curated part,
+batch by batch, on the engine's workers (each loads the proxy once); ``finish`` joins the shards' parts into one
+Parquet file (a temporary name, renamed when complete), so memory does not grow with the corpus. Batches are fixed by
+the data and torch's thread count by the shard, so the bytes are the same under every engine and worker count. Output columns: doc_id, domain, loss (NaN for an empty document), n_tokens (tokens the
 loss is the mean of).
 """
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import math
 import re
-import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -45,7 +45,12 @@ import pyarrow.parquet as pq
 import torch
 from tokenizers import Tokenizer
 
-from pipeline.store import DataRoot, atomic_file
+from pipeline.config.execution import ExecutionConfig
+from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
+from pipeline.engine.outcome import StageOutcome, Table
+from pipeline.store import DataRoot, atomic_dir, atomic_file, file_sha256, write_json
 from proxies.model import PopulationLM
 from proxies.population import autocast_for
 from proxies.tokenizer import encode_batch
@@ -205,8 +210,6 @@ def score_excerpts(model: PopulationLM, excerpts: Sequence[Sequence[np.ndarray]]
         return np.where(n_tokens > 0, sums / np.maximum(n_tokens, 1), np.nan), n_tokens
 
 
-PROGRESS_SECONDS = 10.0
-
 
 def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int, batch_tokens: int = 16_384,
                     member: int = 0, precision: str = "fp32") -> tuple[np.ndarray, np.ndarray]:
@@ -220,10 +223,7 @@ def text_batches(files: Sequence[Path], *, batch_docs: int, max_chars: int | Non
     """(doc_ids, texts) in file order, ``batch_docs`` at a time; texts cut to ``max_chars`` before leaving Arrow."""
     for path in files:
         for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_docs, columns=["doc_id", "text"]):
-            text = batch.column(1)
-            if max_chars is not None:
-                text = pc.utf8_slice_codeunits(text, 0, max_chars)
-            yield batch.column(0).to_pylist(), text.to_pylist()
+            yield text_columns(batch, max_chars=max_chars)
 
 
 def chars_needed(budget: ScoreBudget) -> int | None:
@@ -235,39 +235,172 @@ def chars_needed(budget: ScoreBudget) -> int | None:
     return (budget.tokens + 1) * CHARS_PER_TOKEN * 64
 
 
-def score_stage(root: DataRoot, stage: str, domains: list[str], *, model: PopulationLM, tokenizer: Tokenizer,
-                bos: int, out: Path, budget: ScoreBudget = ScoreBudget(), batch_docs: int = 512,
+# Uncompressed curated bytes per scoring shard: a run of row groups of one part of one domain.
+SHARD_BYTES = 16 << 20
+
+
+@dataclass(frozen=True)
+class ScoringStage:
+    """Difficulty scores on the stage contract. A shard scores a run of row groups of one curated part, ``batch_docs``
+    documents at a time (batches fixed by the data, not by the workers), into its own Parquet part; the proxy and the
+    tokenizer are loaded once per worker (``load_worker_state``) and torch runs with a fixed thread count inside a
+    shard, so the bytes do not depend on the engine. ``finish`` joins the parts, domain by domain in the stage's
+    order, into one file written atomically, and sums the per-domain summary."""
+
+    root: DataRoot
+    stage: str
+    domains: tuple[str, ...]
+    out: Path
+    work_dir: Path
+    proxy_dir: str
+    proxy_sha256: str
+    tokenizer_json: str
+    bos: int
+    budget: ScoreBudget
+    batch_docs: int = 512
+    batch_tokens: int = 16_384
+    device: str | None = None
+    precision: str = "fp32"
+    name: str = "difficulty_scores"
+    version: str = "difficulty-scores-3"
+
+    def plan(self) -> list[ShardTask]:
+        settings = {"budget": self.budget, "bos": self.bos, "batch_docs": self.batch_docs, "precision": self.precision,
+                    "batch_tokens": self.batch_tokens, "proxy": self.proxy_sha256,
+                    "tokenizer": hashlib.sha256(Path(self.tokenizer_json).read_bytes()).hexdigest()}
+        return [ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),), seed=self.budget.seed,
+                          settings=settings | {"domain": domain, "row_groups": groups})
+                for domain in self.domains for i, f in enumerate(self.root.data_files(self.stage, [domain]))
+                for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES)]
+
+    def load_worker_state(self) -> tuple[PopulationLM, Tokenizer]:
+        from proxies.sweep import load_proxy  # imports the trainer: only where a model is loaded
+
+        model, _ = load_proxy(self.proxy_dir)
+        return model.to(torch.device(self.device or "cpu")), Tokenizer.from_file(self.tokenizer_json)
+
+    def run_shard(self, task: ShardTask, out: Path, state: tuple[PopulationLM, Tokenizer]) -> dict:
+        model, tokenizer = state
+        domain = task.settings["domain"]
+        docs, tokens, loss_sum, scored = 0, 0, 0.0, 0
+        source = pq.ParquetFile(task.inputs[0])
+        with fixed_torch_threads(), pq.ParquetWriter(out / "scores.parquet", SCORE_SCHEMA, compression="zstd") as writer:
+            for batch in source.iter_batches(batch_size=self.batch_docs, row_groups=task.settings["row_groups"],
+                                             columns=["doc_id", "text"]):
+                doc_ids, texts = text_columns(batch, max_chars=chars_needed(self.budget))
+                excerpts = budget_excerpts(tokenizer, doc_ids, texts, self.budget, model.config.seq_len)
+                loss, n = score_excerpts(model, excerpts, bos=self.bos, batch_tokens=self.batch_tokens,
+                                         precision=self.precision)
+                writer.write_table(pa.table({"doc_id": doc_ids, "domain": [domain] * len(doc_ids), "loss": loss,
+                                             "n_tokens": n}, schema=SCORE_SCHEMA))
+                finite = np.isfinite(loss)
+                docs, tokens = docs + len(doc_ids), tokens + int(n.sum())
+                loss_sum, scored = loss_sum + float(loss[finite].sum()), scored + int(finite.sum())
+        return {"domain": domain, "docs": docs, "tokens": tokens, "loss_sum": loss_sum, "scored": scored}
+
+    def finish(self, results: list[dict]) -> dict[str, dict]:
+        parts = [shard_dir(self, t.key) / "scores.parquet" for t in self.plan()]
+        with atomic_file(self.out) as tmp:
+            join_parquet(parts, tmp, SCORE_SCHEMA)
+        summary = {}
+        for domain in self.domains:
+            mine = [r for r in results if r["domain"] == domain]
+            scored = sum(r["scored"] for r in mine)
+            summary[domain] = {"docs": sum(r["docs"] for r in mine), "tokens_scored": sum(r["tokens"] for r in mine),
+                               "mean_loss": round(sum(r["loss_sum"] for r in mine) / scored, 3) if scored else None}
+        return summary
+
+
+def text_columns(batch: pa.RecordBatch, *, max_chars: int | None) -> tuple[list[str], list[str]]:
+    """(doc_ids, texts) of a batch; texts cut to ``max_chars`` before they leave Arrow."""
+    text = batch.column(1)
+    if max_chars is not None:
+        text = pc.utf8_slice_codeunits(text, 0, max_chars)
+    return batch.column(0).to_pylist(), text.to_pylist()
+
+
+def score_stage(root: DataRoot, stage: str, domains: list[str], *, tokenizer: Tokenizer | None = None,
+                bos: int, out: Path, model: PopulationLM | None = None, proxy_dir: Path | None = None,
+                tokenizer_json: Path | None = None, budget: ScoreBudget = ScoreBudget(), batch_docs: int = 512,
                 batch_tokens: int = 16_384, device: torch.device | None = None, precision: str = "fp32",
+                execution: ExecutionConfig | None = None,
                 progress: Callable[[str], None] | None = None) -> dict[str, dict]:
     """Score every document of a stage into the Parquet file ``out`` (doc_id, domain, loss, n_tokens; the stage's
-    order per domain). Returns per domain: documents, tokens scored, mean loss."""
-    if device is not None:
-        model = model.to(device)
-    seq_len = model.config.seq_len
+    order per domain), on the engine's workers. The proxy comes from ``proxy_dir`` (a saved proxy: what
+    ``difficulty_scores`` reads) or ``model`` (saved into the work folder, so that workers load it); the
+    tokenizer from ``tokenizer_json`` or ``tokenizer``. Returns per domain: documents, tokens scored, mean loss."""
+    from proxies.sweep import save_proxy
+
+    work_dir = root.layout.work_dir("difficulty_scores")
+    Path(out).parent.mkdir(parents=True, exist_ok=True)
+    if proxy_dir is None:
+        if model is None:
+            raise ValueError("score_stage needs a model or a proxy_dir")
+        proxy_dir = work_dir / "proxy"
+        save_proxy(proxy_dir, copy.deepcopy(model).cpu(), 0)  # a copy: the caller's model stays on its device
+    if tokenizer_json is None:
+        if tokenizer is None:
+            raise ValueError("score_stage needs a tokenizer or a tokenizer_json")
+        tokenizer_json = work_dir / "tokenizer.json"
+        text = tokenizer.to_str()
+        if not tokenizer_json.exists() or tokenizer_json.read_text() != text:
+            with atomic_file(tokenizer_json) as tmp:
+                tmp.write_text(text)
+    definition = ScoringStage(
+        root=root, stage=stage, domains=tuple(domains), out=Path(out), work_dir=work_dir, proxy_dir=str(proxy_dir),
+        proxy_sha256=file_sha256(Path(proxy_dir) / "model.safetensors"), tokenizer_json=str(tokenizer_json), bos=bos,
+        budget=budget, batch_docs=batch_docs, batch_tokens=batch_tokens, device=str(device) if device else None,
+        precision=precision)
+    return run_stage(definition, execution=execution, progress=progress)
+
+
+# -- the difficulty_scores asset ------------------------------------------------------------------------------
+def scores_read_by(spec) -> str | None:
+    """The configured step that reads the difficulty scores (and so the reference proxy), or None."""
+    pruning = spec.pruning
+    return "pruning.method seta" if pruning.active and pruning.method == "seta" else None
+
+
+def _empty_scores(layout: Layout, note: dict | None) -> None:
+    """An empty scores table (and a note saying why), replacing whatever an earlier configuration left."""
+    with atomic_dir(layout.difficulty_scores) as tmp:
+        pq.write_table(SCORE_SCHEMA.empty_table(), tmp / layout.difficulty_scores_file.name, compression="zstd")
+        if note:
+            write_json(tmp / "skipped.json", note)
+
+
+def difficulty_scores_outcome(spec, *, progress: Callable[[str], None] | None = None) -> StageOutcome:
+    """Score the curated documents with the reference proxy on the engine's workers; an empty table when no
+    configured step reads the scores (skipped) or the proxies stage is disabled (SeTa then keeps everything)."""
+    from proxies.population import pick_device
+    from proxies.tokenizer import eot_id
+
+    root = DataRoot(spec.data_root)
+    layout = root.layout
+    if not scores_read_by(spec):
+        reason = "no configured step reads it (only pruning.method seta reads the difficulty scores)"
+        _empty_scores(layout, {"skipped": reason})
+        if progress:
+            progress(f"skipped: {reason}")
+        return StageOutcome(metadata={"skipped": reason, "path": layout.difficulty_scores})
+    cfg = spec.proxies
     summary: dict[str, dict] = {}
-    started = last = time.perf_counter()
-    with atomic_file(out) as tmp:
-        with pq.ParquetWriter(tmp, SCORE_SCHEMA, compression="zstd") as writer:
-            for domain in domains:
-                docs, tokens, loss_sum, scored = 0, 0, 0.0, 0
-                for doc_ids, texts in text_batches(root.data_files(stage, [domain]), batch_docs=batch_docs,
-                                                   max_chars=chars_needed(budget)):
-                    excerpts = budget_excerpts(tokenizer, doc_ids, texts, budget, seq_len)
-                    loss, n = score_excerpts(model, excerpts, bos=bos, batch_tokens=batch_tokens, precision=precision)
-                    writer.write_table(pa.table({"doc_id": doc_ids, "domain": [domain] * len(doc_ids), "loss": loss,
-                                                 "n_tokens": n}, schema=SCORE_SCHEMA))
-                    finite = np.isfinite(loss)
-                    docs, tokens = docs + len(doc_ids), tokens + int(n.sum())
-                    loss_sum, scored = loss_sum + float(loss[finite].sum()), scored + int(finite.sum())
-                    if progress and time.perf_counter() - last > PROGRESS_SECONDS:
-                        last = time.perf_counter()  # a long domain reports as it goes, not only when done
-                        progress(f"difficulty scores: {domain}: {docs} documents scored ({last - started:.0f}s)")
-                summary[domain] = {"docs": docs, "tokens_scored": tokens,
-                                   "mean_loss": round(loss_sum / scored, 3) if scored else None}
-                if progress:
-                    progress(f"difficulty scores: {domain}: {docs} documents, {tokens} tokens scored")
-    return summary
+    if cfg.enabled:
+        tokenizer = Tokenizer.from_file(str(layout.tokenizer_json))
+        budget = ScoreBudget.of(cfg.score_tokens, cfg.score_mode, spec.seed_for("difficulty_scores"))
+        summary = score_stage(root, "curated", spec.domains, proxy_dir=layout.reference_proxy,
+                              tokenizer_json=layout.tokenizer_json, bos=eot_id(tokenizer),
+                              out=layout.difficulty_scores_file, budget=budget, batch_tokens=cfg.score_batch_tokens,
+                              device=pick_device(cfg.train.device), precision=cfg.train.precision,
+                              execution=spec.execution, progress=progress)
+    else:
+        _empty_scores(layout, None)
+    rows = [{"domain": d, **v} for d, v in sorted(summary.items())]
+    return StageOutcome(metadata={"documents": sum(v["docs"] for v in summary.values()),
+                                  "score_tokens": str(cfg.score_tokens), "score_mode": cfg.score_mode,
+                                  "by_domain": Table(rows), "path": layout.difficulty_scores_file})
 
 
 __all__ = ["ScoreBudget", "SCORE_SCHEMA", "encode_prefixes", "budget_excerpts", "document_windows", "score_excerpts",
-           "score_documents", "text_batches", "score_stage"]
+           "score_documents", "text_batches", "score_stage", "ScoringStage",
+           "difficulty_scores_outcome", "scores_read_by"]

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import typing
-
 import numpy as np
 import pytest
 
-from pipeline.config.pruning import PruningConfig, PruningMethod as MethodName
+from pipeline.config.pruning import PruningConfig
 from pipeline.pruning import methods
 from pipeline.pruning.clusters import StoredClusters
 from pipeline.pruning.examples import cluster_examples, kept_fraction_by_domain, pick_clusters
@@ -28,7 +26,8 @@ def _pool(n: int = 40, k: int = 4, seed: int = 0) -> tuple[StoredClusters, np.nd
 
 
 def test_every_configurable_method_is_registered():
-    names = set(typing.get_args(MethodName)) - {"none"}
+    # The spec's list of methods is the registry itself (re-pointed from a Literal of names kept by hand).
+    names = methods.names()
     assert names == set(methods.REGISTRY) | set(methods.CHAINS)
     assert methods.needs("semdedup+dbp") == {"embeddings"} and methods.needs("seta") == {"losses"}
     with pytest.raises(KeyError, match="unknown pruning method 'nope'"):
@@ -82,3 +81,43 @@ def test_cluster_examples_show_near_and_far_kept_and_dropped():
         assert all(not keep[pool.doc_ids.index(doc["doc_id"])] for doc in entry["dropped_most_representative"])
         assert entry["kept_most_representative"][0]["excerpt"] == f"text of {pool.doc_ids[nearest]}"
     assert kept_fraction_by_domain(pool.domains, keep) == {"a": 0.5, "b": 0.5}
+
+
+def test_a_method_registered_in_one_file_is_accepted_by_the_spec_and_run(monkeypatch, tmp_path):
+    """A new method is one class with ``@register`` (here, this file): the spec accepts its name with no other
+    edit, and ``decide`` runs it; an unknown name is refused with the registered names listed."""
+    from pipeline.spec import SpecError, spec_from_dict
+
+    monkeypatch.setattr(methods, "REGISTRY", dict(methods.REGISTRY))  # registered for this test only
+
+    @methods.register("farthest_half")
+    class FarthestHalf(methods.PruningMethod):
+        def select(self, c):
+            order = np.argsort(-c.pool.distance[c.index], kind="stable")
+            keep = np.zeros(len(c.index), bool)
+            keep[order[: c.target]] = True
+            return methods.Selection(keep=keep, reason="farthest_half", details=["near"] * int((~keep).sum()))
+
+    (tmp_path / "a.txt").write_text("hello")
+    data = {"name": "t", "sources": [{"name": "s", "path": "a.txt", "domain": "d"}],
+            "pruning": {"method": "farthest_half", "target_fraction": 0.5}}
+    config = spec_from_dict(data, path=tmp_path / "spec.yaml").pruning
+    pool, _ = _pool()
+    d = decide(config, pool, seed=0)
+    assert d.keep.sum() == 20 and set(d.reason[~d.keep]) == {"farthest_half"}
+    data["pruning"]["method"] = "farthest"
+    with pytest.raises(SpecError, match=r"pruning\.method: unknown pruning method 'farthest' \(registered: .*farthest_half"):
+        spec_from_dict(data, path=tmp_path / "spec.yaml")
+
+
+def test_an_old_spec_with_a_seta_scores_path_loads_with_a_warning(tmp_path):
+    """`pruning.seta.scores` is no longer a setting (paths come from the Layout): an old spec still loads, warned."""
+    from pipeline.config.pruning import SpecDeprecationWarning
+    from pipeline.spec import spec_from_dict
+
+    (tmp_path / "a.txt").write_text("hello")
+    data = {"name": "t", "sources": [{"name": "s", "path": "a.txt", "domain": "d"}],
+            "pruning": {"method": "seta", "seta": {"scores": "difficulty_scores/scores.parquet", "groups": 4}}}
+    with pytest.warns(SpecDeprecationWarning, match="pruning.seta.scores .* is ignored"):
+        config = spec_from_dict(data, path=tmp_path / "spec.yaml").pruning
+    assert config.seta.groups == 4 and config.seta.scores is None

@@ -11,18 +11,28 @@ One ``method`` chooses what prunes the curated pool down to ``target_fraction`` 
 - ``seta``: SeTa's static form on per-document proxy losses (random thinning, loss groups, window);
 - ``none``: pass-through (the stage still writes its output).
 
+A method is valid when it is registered (``pipeline.pruning.methods.register``): a new method is one class in
+one file, and the spec accepts its name with no list to edit here.
+
 The default is ``ssl`` with ``keep: easy``: the only method that beat a random subset of the same size at 50% by
 more than 2 standard errors over 5 paired seeds (bench/bench_pruning_quality.py).
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from typing import Literal
 
 from pipeline.config.typed import ConfigError
 
-PruningMethod = Literal["dbp", "semdedup+dbp", "semdedup", "ssl", "random", "seta", "none"]
+# A registered method's name (``pipeline.pruning.methods``), a chain of them, or "none" (checked on load).
+PruningMethod = str
+PASS_THROUGH = "none"
+
+
+class SpecDeprecationWarning(UserWarning):
+    """A spec setting that no longer does anything; the spec still loads."""
 
 
 @dataclass(frozen=True)
@@ -62,6 +72,13 @@ class ClusterConfig:
     backend: Literal["spherical", "sklearn"] = "spherical"
     max_iter: int = 50
     tol: float = 1e-5
+    # Documents the centroids are fitted on (a seeded sample by doc_id hash; all of them when fewer): memory
+    # holds this many vectors, not the pool; every document is then assigned to its nearest centroid.
+    fit_sample: int = 100_000
+
+    def __post_init__(self):
+        if self.fit_sample < 1:
+            raise ConfigError("fit_sample", "must be >= 1")
 
 
 @dataclass(frozen=True)
@@ -108,10 +125,16 @@ class SeTaConfig:
     window_scale: float = 0.6
     # First group of the window (0 = easiest); null = centred, i.e. drop the easiest and hardest.
     window_start: int | None = None
-    # Where the per-document losses come from, relative to the data root.
-    scores: str = "difficulty_scores/scores.parquet"
+    # Removed: the losses are always the difficulty_scores asset's (paths under the data root come from
+    # pipeline.layout.Layout, not the spec). An old spec that still sets it loads with a warning; the value is ignored.
+    scores: str | None = None
 
     def __post_init__(self):
+        if self.scores is not None:
+            warnings.warn(f"pruning.seta.scores ({self.scores!r}) is no longer a setting and is ignored: SeTa reads "
+                          "the difficulty_scores asset's scores; remove the key from the spec",
+                          SpecDeprecationWarning, stacklevel=2)
+            object.__setattr__(self, "scores", None)
         if self.groups < 1:
             raise ConfigError("groups", "must be >= 1")
         if not 0.0 < self.window_scale <= 1.0:
@@ -147,7 +170,13 @@ class PruningConfig:
     def __post_init__(self):
         if not 0.0 < self.target_fraction <= 1.0:
             raise ConfigError("target_fraction", "must be in (0, 1]")
+        if self.method != PASS_THROUGH:
+            from pipeline.pruning.methods import names  # the registry imports this module: import it when used
+
+            if self.method not in names():
+                raise ConfigError("method", f"unknown pruning method {self.method!r} (registered: "
+                                  f"{', '.join(sorted(names()) + [PASS_THROUGH])})")
 
     @property
     def active(self) -> bool:
-        return self.enabled and self.method != "none"
+        return self.enabled and self.method != PASS_THROUGH

@@ -8,6 +8,12 @@ A stage is
 3. ``finish(results)``: one global step over the shard results (in plan order) and the shard folders, which
    assembles the stage's output: merge per-shard parts, LSH pairs -> clusters, quotas, ...
 
+A stage whose shards need something costly to build (a model's weights, a fitted projection) defines
+``load_worker_state()``: the executor calls it once per worker process (a local pool's worker, a Ray actor,
+or this process for ``inline``) and passes its result to every ``run_shard(task, out, state)`` that worker
+runs. The state must be a pure function of the stage's fields, so that the bytes do not depend on which
+worker loaded it.
+
 An executor (``pipeline.engine.executors``) decides where step 2 runs: in this process or in a pool of
 workers. Because each task is pure and ``finish`` sees results in plan order, the bytes written do not
 depend on the executor or the number of workers. The same split as datatrove's ``PipelineStep`` (what)
@@ -71,3 +77,15 @@ class Stage(Protocol, Generic[R]):
     def run_shard(self, task: ShardTask, out: Path) -> dict: ...
 
     def finish(self, results: list[dict]) -> R: ...
+
+
+class StageWithWorkerState(Stage[R], Protocol):
+    """A stage whose shards share something loaded once per worker process (see the module docstring)."""
+
+    def load_worker_state(self) -> Any: ...
+
+    def run_shard(self, task: ShardTask, out: Path, state: Any) -> dict: ...  # type: ignore[override]
+
+
+def has_worker_state(stage: Stage) -> bool:
+    return callable(getattr(stage, "load_worker_state", None))

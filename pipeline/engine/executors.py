@@ -6,25 +6,30 @@ and result. The marker is written only after the shard's folder is renamed into 
 marker is complete; a crash mid-shard leaves only a temporary folder, which the next run replaces. Tasks
 whose marker is missing or stale (other inputs, settings, seed or version) run again; the rest are reused.
 Results are gathered in plan order whatever order workers finish in, and ``finish`` runs once, here.
+
+A stage with ``load_worker_state`` gets it built once per worker process (``worker_state``): the local pool's
+workers keep it for every task they run; ``inline`` builds it here and drops it when the stage is done.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import multiprocessing
 import os
+import pickle
 import shutil
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from pipeline.config.execution import ExecutionConfig
 from pipeline.diskspace import as_disk_full, is_disk_full
-from pipeline.engine.contract import ShardTask, Stage
+from pipeline.engine.contract import ShardTask, Stage, has_worker_state
 from pipeline.store import atomic_dir, atomic_file
 
 log = logging.getLogger(__name__)
@@ -60,11 +65,38 @@ def finished(stage: Stage, task: ShardTask) -> dict | None:
     return done["result"] if done.get("fingerprint") == task.fingerprint(stage.name, stage.version) else None
 
 
+# This process's worker state, under the key of the stage it was loaded for. One entry: a worker that moves on to
+# another stage releases the previous stage's model before loading the next.
+_WORKER_STATE: dict[str, Any] = {}
+
+
+def state_key(stage: Stage) -> str:
+    """What a worker state is cached under: the stage's own value (its fields pickled), so that a stage with other
+    inputs or settings never receives a state loaded for another (stages carry paths and settings, not models)."""
+    return hashlib.sha256(pickle.dumps(stage, protocol=5)).hexdigest()
+
+
+def worker_state(stage: Stage) -> Any:
+    """``stage.load_worker_state()``, built once per process for a given stage value."""
+    key = state_key(stage)
+    if key not in _WORKER_STATE:
+        _WORKER_STATE.clear()
+        _WORKER_STATE[key] = stage.load_worker_state()  # type: ignore[attr-defined]
+    return _WORKER_STATE[key]
+
+
+def release_worker_state() -> None:
+    _WORKER_STATE.clear()
+
+
 def run_task(stage: Stage, task: ShardTask) -> ShardDone:
     """Run one task into a temporary folder, rename it into place, then write its done-marker."""
     marker_path(stage, task.key).unlink(missing_ok=True)
     with atomic_dir(shard_dir(stage, task.key)) as out:
-        result = stage.run_shard(task, out)
+        if has_worker_state(stage):
+            result = stage.run_shard(task, out, worker_state(stage))  # type: ignore[call-arg]
+        else:
+            result = stage.run_shard(task, out)
     with atomic_file(marker_path(stage, task.key)) as tmp:
         tmp.write_text(json.dumps({"fingerprint": task.fingerprint(stage.name, stage.version), "result": result},
                                   sort_keys=True))
@@ -77,7 +109,8 @@ def _in_daemon() -> bool:
 
 
 # What a forkserver imports once, before it forks workers: the ported stages and their heavy libraries.
-FORKSERVER_PRELOAD = ["pipeline.staging", "proxies.bins", "pipeline.emission.tokenize_stage"]
+FORKSERVER_PRELOAD = ["pipeline.staging", "proxies.bins", "pipeline.emission.tokenize_stage", "pipeline.pruning.embed",
+                      "pipeline.pruning.clusters", "pipeline.pruning.run", "proxies.scoring"]
 
 
 def _context(start_method: str):
@@ -141,6 +174,7 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
             results[done.key] = done.result
             if progress:
                 progress(f"{stage.name}: shard {done.key} done ({i}/{len(todo)})")
+        release_worker_state()  # an inline run's model is not held while the global step runs
         outcome = stage.finish([results[k] for k in keys])
     except Exception as exc:
         if not is_disk_full(exc):
@@ -148,5 +182,7 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
         # A full disk: the re-run needs the space more than the finished shards, and nothing partial may stay.
         shutil.rmtree(stage.work_dir, ignore_errors=True)
         raise as_disk_full(exc, stage.work_dir) from exc
+    finally:
+        release_worker_state()
     shutil.rmtree(stage.work_dir, ignore_errors=True)
     return outcome

@@ -4,7 +4,10 @@ Only *where* changes. Each task runs ``executors.run_task`` on a Ray worker, whi
 folder and done-marker on the shared data root exactly as a local worker does; results come back in
 plan order and the stage's global step (``finish``) runs here, on the driver. The stage object is put in
 Ray's object store once and shared by all its tasks. Ray reuses worker processes, so what a stage caches
-per process (a parsed tokenizer, a loaded model) is loaded once per worker, not once per shard.
+per process (a parsed tokenizer) is loaded once per worker, not once per shard. A stage with
+``load_worker_state`` (a model: embeddings, difficulty scores) runs on a pool of Ray actors instead: each actor
+loads the state once when it starts and runs shard after shard with it (``ShardWorker``); an actor that dies is
+restarted (loading again) and its task re-run, ``max_retries`` times.
 
 Faults: a task whose worker process or node dies is re-run by Ray (``max_retries``); its earlier attempt
 left at most a temporary folder, never a marker, so the retry writes the same bytes. An exception raised
@@ -19,6 +22,7 @@ import re
 import tempfile
 from collections import deque
 from collections.abc import Iterator, Sequence
+from typing import Any
 
 try:
     import ray
@@ -28,8 +32,8 @@ except ImportError as exc:  # the engine is optional: curamix runs without ray i
 
 from pipeline.config.execution import core_count
 from pipeline.config.ray_engine import RayConfig
-from pipeline.engine.contract import ShardTask, Stage
-from pipeline.engine.executors import ShardDone, run_task
+from pipeline.engine.contract import ShardTask, Stage, has_worker_state
+from pipeline.engine.executors import ShardDone, run_task, worker_state
 
 log = logging.getLogger(__name__)
 
@@ -84,10 +88,73 @@ def _options(stage: Stage, task: ShardTask, config: RayConfig) -> dict:
     return options
 
 
+class ShardWorker:
+    """A Ray actor that loads a stage's worker state once, then runs shard tasks with it."""
+
+    def __init__(self, stage: Stage):
+        self.stage = stage
+        worker_state(stage)  # cached in this actor's process for every task it runs
+
+    def run(self, task: ShardTask) -> ShardDone:
+        return run_task(self.stage, task)
+
+
+_RemoteShardWorker = ray.remote(ShardWorker)
+
+
+def actor_count(config: RayConfig, tasks: int) -> int:
+    """Actors worth starting: as many as the cluster's CPUs (and GPUs) fit at the per-task request, at most one
+    per task and ``max_in_flight``."""
+    resources = ray.cluster_resources()
+    fits = [int(resources.get("CPU", 1) // config.num_cpus_per_task)] if config.num_cpus_per_task else []
+    if config.num_gpus_per_task:
+        fits.append(int(resources.get("GPU", 0) // config.num_gpus_per_task))
+    limit = min(fits) if fits else tasks
+    if config.max_in_flight:
+        limit = min(limit, config.max_in_flight)
+    return max(1, min(tasks, limit))
+
+
+def _actor_options(config: RayConfig) -> dict:
+    options: dict[str, Any] = dict(num_cpus=config.num_cpus_per_task, num_gpus=config.num_gpus_per_task,
+                                   max_restarts=config.max_retries, max_task_retries=config.max_retries)
+    if config.memory_per_task_mb:
+        options["memory"] = config.memory_per_task_mb << 20
+    return options
+
+
+def map_ray_actors(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
+    """The tasks of a stage with worker state on a pool of ``ShardWorker`` actors; yields in task order. Tasks
+    go to whichever actor is free; on the first failure (in task order) every actor is killed (nothing keeps
+    writing into the work folder) and the original error raised."""
+    from ray.util import ActorPool
+
+    stage_ref = ray.put(stage)
+    actors = [_RemoteShardWorker.options(**_actor_options(config)).remote(stage_ref)
+              for _ in range(actor_count(config, len(tasks)))]
+    pool = ActorPool(actors)
+    try:
+        for task in tasks:
+            pool.submit(lambda actor, t: actor.run.remote(t), task)
+        for task in tasks:
+            try:
+                done = pool.get_next()
+            except ray.exceptions.RayError as error:
+                raise unwrap(error, stage, task, config) from None
+            yield done
+    finally:
+        for actor in actors:
+            ray.kill(actor)
+
+
 def map_ray(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
-    """``run_task(stage, t)`` for every task, as Ray tasks; yields in task order. On the first failure (in
-    task order) the other tasks are cancelled and awaited, then the original error is raised."""
+    """``run_task(stage, t)`` for every task, as Ray tasks (on actors for a stage with worker state); yields in
+    task order. On the first failure (in task order) the other tasks are cancelled and awaited, then the
+    original error is raised."""
     connect(config)
+    if has_worker_state(stage):
+        yield from map_ray_actors(stage, tasks, config)
+        return
     stage_ref = ray.put(stage)
     window = config.max_in_flight or len(tasks)
     queue = deque(tasks)

@@ -16,13 +16,19 @@ mean cosine to the centroid 0.8445 / 0.8445 / 0.8404; on 300,000 vectors, 16.2 s
 0.8425 / 0.8429 / 0.8392. Ours is 4-5x faster than KMeans at the same tightness (and runs on a GPU),
 so it is the default; MiniBatchKMeans is faster still but looser, and the clusters drive SemDeDup.
 
+On the stage contract (``AssignmentStage``): the centroids are fitted once on a bounded seeded sample of the
+embeddings (``clusters.fit_sample``; every document when the pool is smaller), then each shard assigns a run of
+row groups of the embeddings; memory holds the sample, not the pool.
+
 Stored at ``<root>/concept_clusters/``: ``assignments.parquet`` (doc_id, domain, cluster,
 distance = 1 - cos to the own centroid), ``centroids.npy`` (float32, normalized) and ``clusters.json``.
 """
 
 from __future__ import annotations
 
+import hashlib
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,11 +37,13 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
 
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.pruning import ClusterConfig
-from pipeline.pruning.embed import l2_normalize, load_embeddings
-from pipeline.store import DataRoot, atomic_file, write_json
-
-ASSET_DIR = "concept_clusters"
+from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
+from pipeline.pruning.embed import fit_sample_ids, l2_normalize
+from pipeline.store import DataRoot, atomic_dir, write_json
 CHUNK = 65536
 
 
@@ -165,26 +173,121 @@ def sklearn_kmeans(x: np.ndarray, k: int, *, seed: int, max_iter: int = 50, tol:
 BACKENDS = {"spherical": spherical_kmeans, "sklearn": sklearn_kmeans}
 
 
-def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int) -> tuple[ClusterResult, dict]:
-    """Cluster the stored embeddings; writes ``<root>/concept_clusters/``. Returns (result, summary)."""
-    doc_ids, domains, x = load_embeddings(root)
-    k = effective_k(len(doc_ids), config)
-    result = BACKENDS[config.backend](x, k, seed=seed, max_iter=config.max_iter, tol=config.tol)
-    out = root.root / ASSET_DIR
-    out.mkdir(parents=True, exist_ok=True)
-    table = pa.table({"doc_id": pa.array(doc_ids, pa.string()), "domain": pa.array(domains, pa.string()),
-                      "cluster": pa.array(result.labels, pa.int32()),
-                      "distance": pa.array(result.distance, pa.float32())})
-    with atomic_file(out / "assignments.parquet") as tmp:
-        pq.write_table(table, tmp, compression="zstd")
-    with atomic_file(out / "centroids.npy") as tmp, open(tmp, "wb") as handle:
-        np.save(handle, result.centroids)
-    sizes = np.bincount(result.labels, minlength=result.k)
-    summary = {"k": result.k, "k_requested": config.k, "backend": config.backend, "n_docs": len(doc_ids),
-               "iterations": result.iterations, "seconds": round(result.seconds, 3),
-               "mean_cos_to_centroid": round(result.objective, 6), "sizes": sizes.tolist(),
-               "empty_clusters": int((sizes == 0).sum())}
-    write_json(out / "clusters.json", summary)
+ASSIGNMENT_SCHEMA = pa.schema([("doc_id", pa.string()), ("domain", pa.string()), ("cluster", pa.int32()),
+                               ("distance", pa.float32())])
+# Uncompressed embedding bytes per assignment shard.
+SHARD_BYTES = 32 << 20
+
+
+def fit_sample(path: Path, size: int, seed: int) -> tuple[np.ndarray, int]:
+    """The embeddings of a bounded seeded sample of the documents (by doc_id hash, in file order) and the
+    number of documents; only the doc_ids and the sample's vectors are held."""
+    source = pq.ParquetFile(path)
+    ids = [i for b in source.iter_batches(batch_size=65536, columns=["doc_id"]) for i in b.column(0).to_pylist()]
+    chosen = fit_sample_ids(ids, size, seed)
+    rows = []
+    for batch in source.iter_batches(batch_size=8192, columns=["doc_id", "embedding"]):
+        mask = np.array([d in chosen for d in batch.column(0).to_pylist()], dtype=bool)
+        if mask.any():
+            column = batch.column(1)
+            rows.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)[mask])
+    dim = source.schema_arrow.field("embedding").type.list_size
+    sample = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
+    return sample.astype(np.float32, copy=False), len(ids)
+
+
+@dataclass(frozen=True)
+class AssignmentStage:
+    """Concept clusters on the stage contract: the centroids are fitted once on a bounded sample
+    (``fit_centroids``); each shard assigns a run of row groups of the embeddings to the nearest centroid;
+    ``finish`` joins the parts in plan order and sums the shards' cluster sizes and cosines."""
+
+    embeddings: str
+    layout: Layout
+    work_dir: Path
+    centroids: np.ndarray
+    summary: dict
+    name: str = "concept_clusters"
+    version: str = "clusters-2"
+
+    def plan(self) -> list[ShardTask]:
+        key = hashlib.sha256(self.centroids.tobytes()).hexdigest()
+        return [ShardTask(key=f"{groups[0]:05d}", inputs=(self.embeddings,), seed=0,
+                          settings={"row_groups": groups, "centroids": key})
+                for groups in parquet_row_group_runs(self.embeddings, target_bytes=SHARD_BYTES)]
+
+    def run_shard(self, task: ShardTask, out: Path) -> dict:
+        k = self.centroids.shape[0]
+        sizes, cos_sum = np.zeros(k, np.int64), 0.0
+        centroids = torch.from_numpy(self.centroids)
+        source = pq.ParquetFile(task.inputs[0])
+        with fixed_torch_threads(), pq.ParquetWriter(out / "assignments.parquet", ASSIGNMENT_SCHEMA,
+                                                     compression="zstd") as writer:
+            for g in task.settings["row_groups"]:
+                table = source.read_row_group(g)
+                column = table.column("embedding").combine_chunks()
+                x = l2_normalize(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size))
+                labels, sims = _assign(torch.from_numpy(x), centroids)
+                labels, sims = labels.numpy(), sims.float().numpy()
+                writer.write_table(pa.table({
+                    "doc_id": table.column("doc_id"), "domain": table.column("domain"),
+                    "cluster": pa.array(labels, pa.int32()),
+                    "distance": pa.array(np.clip(1.0 - sims, 0.0, 2.0).astype(np.float32), pa.float32())},
+                    schema=ASSIGNMENT_SCHEMA))
+                sizes += np.bincount(labels, minlength=k)
+                cos_sum += float(sims.astype(np.float64).sum())
+        return {"sizes": sizes.tolist(), "cos_sum": cos_sum}
+
+    def finish(self, results: list[dict]) -> dict:
+        parts = [shard_dir(self, t.key) / "assignments.parquet" for t in self.plan()]
+        sizes = np.sum([r["sizes"] for r in results], axis=0) if results else np.zeros(len(self.centroids), np.int64)
+        n = int(sizes.sum())
+        summary = self.summary | {"n_docs": n, "sizes": [int(v) for v in sizes],
+                                  "empty_clusters": int((sizes == 0).sum()),
+                                  "mean_cos_to_centroid": round(sum(r["cos_sum"] for r in results) / n, 6) if n else 0.0}
+        layout = self.layout
+        with atomic_dir(layout.concept_clusters) as tmp:
+            join_parquet(parts, tmp / layout.cluster_assignments.name, ASSIGNMENT_SCHEMA)
+            with open(tmp / layout.cluster_centroids.name, "wb") as handle:
+                np.save(handle, self.centroids)
+            write_json(tmp / layout.cluster_summary.name, summary)
+        return summary
+
+
+def fit_centroids(root: DataRoot, config: ClusterConfig, *, seed: int) -> tuple[ClusterResult, dict]:
+    """k-means on a bounded seeded sample of the stored embeddings (all of them when the pool is smaller)."""
+    path = root.layout.embeddings_file
+    if not path.exists():
+        raise FileNotFoundError(f"{path} is missing: materialize the embeddings asset first")
+    sample, n = fit_sample(path, config.fit_sample, seed)
+    k = effective_k(n, config)
+    with fixed_torch_threads():  # the driver's core count must not change the centroids either
+        result = BACKENDS[config.backend](sample, k, seed=seed, max_iter=config.max_iter, tol=config.tol)
+    return result, {"k": result.k, "k_requested": config.k, "backend": config.backend, "iterations": result.iterations,
+                    "fit_docs": int(len(sample))}
+
+
+def assign_clusters(root: DataRoot, config: ClusterConfig, *, seed: int, execution: ExecutionConfig | None = None,
+                    progress: Callable[[str], None] | None = None) -> dict:
+    """Fit the centroids on a sample, assign every stored embedding in shards; writes ``<root>/concept_clusters/``
+    and returns its summary (sizes, mean cosine, ...). Memory holds the sample and one shard, not the pool."""
+    started = time.perf_counter()
+    fitted, summary = fit_centroids(root, config, seed=seed)
+    stage = AssignmentStage(embeddings=str(root.layout.embeddings_file), layout=root.layout,
+                            work_dir=root.layout.work_dir("concept_clusters"), centroids=fitted.centroids,
+                            summary=summary)
+    return run_stage(stage, execution=execution, progress=progress) | {
+        "seconds": round(time.perf_counter() - started, 3)}
+
+
+def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int, execution: ExecutionConfig | None = None,
+                  progress: Callable[[str], None] | None = None) -> tuple[ClusterResult, dict]:
+    """``assign_clusters``, then the stored assignments of every document as a ``ClusterResult`` (for callers that
+    want the labels in memory: tests, benchmarks)."""
+    summary = assign_clusters(root, config, seed=seed, execution=execution, progress=progress)
+    stored = load_clusters(root)
+    result = ClusterResult(labels=stored.labels, centroids=stored.centroids, distance=stored.distance,
+                           iterations=summary["iterations"], seconds=summary["seconds"])
     return result, summary
 
 
@@ -198,13 +301,13 @@ class StoredClusters:
 
 
 def load_clusters(root: DataRoot) -> StoredClusters:
-    out: Path = root.root / ASSET_DIR
-    if not (out / "assignments.parquet").exists():
-        raise FileNotFoundError(f"{out}/assignments.parquet is missing: materialize concept_clusters first")
-    table = pq.read_table(out / "assignments.parquet")
+    layout = root.layout
+    if not layout.cluster_assignments.exists():
+        raise FileNotFoundError(f"{layout.cluster_assignments} is missing: materialize concept_clusters first")
+    table = pq.read_table(layout.cluster_assignments)
     return StoredClusters(
         doc_ids=table.column("doc_id").to_pylist(), domains=table.column("domain").to_pylist(),
         labels=table.column("cluster").to_numpy().astype(np.int64),
         distance=table.column("distance").to_numpy().astype(np.float32),
-        centroids=np.load(out / "centroids.npy", allow_pickle=False),
+        centroids=np.load(layout.cluster_centroids, allow_pickle=False),
     )

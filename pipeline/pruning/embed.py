@@ -7,12 +7,15 @@ absolute epsilon values do not transfer one-to-one. Option: a sentence-transform
 from a local folder (never downloaded); the package is imported only when asked for.
 
 Stored at ``<root>/embeddings/embeddings.parquet`` (doc_id, domain, embedding as a fixed-size list
-of float32) with ``meta.json``; written to temporary names and renamed.
+of float32) with ``meta.json``; written to temporary names and renamed. On the stage contract
+(``EmbeddingStage``): the fit runs once on a bounded sample, the transform in shards over row-group runs of
+the curated parts, each worker loading the fitted embedder (or the pretrained model) once.
 """
 
 from __future__ import annotations
 
 import hashlib
+import pickle
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -22,10 +25,12 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.pruning import EmbeddingConfig
-from pipeline.store import DataRoot, atomic_file, write_json
-
-ASSET_DIR = "embeddings"
+from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.parts import fixed_torch_threads, join_parquet, parquet_row_group_runs
+from pipeline.layout import Layout
+from pipeline.store import DataRoot, atomic_dir, atomic_file, write_json
 
 
 def l2_normalize(x: np.ndarray) -> np.ndarray:
@@ -163,19 +168,80 @@ class EmbeddingInfo:
                 "seconds": round(self.seconds, 3), "docs_per_s": round(self.docs_per_s, 1)}
 
 
-def embed_stage(
-    root: DataRoot,
-    config: EmbeddingConfig,
-    *,
-    seed: int,
-    input_stage: str,
-    progress: Callable[[str], None] | None = None,
-    embedder=None,
-) -> EmbeddingInfo:
-    """Embed every document of ``input_stage``; writes ``<root>/embeddings/``. ``embedder`` overrides
-    ``config.kind``'s (it needs ``fit(texts)``, ``transform(texts) -> (n, dim)`` and ``dim``)."""
-    started = time.perf_counter()
-    files = root.data_files(input_stage)
+# Uncompressed curated bytes per shard: a shard embeds a run of row groups of one curated part.
+SHARD_BYTES = 32 << 20
+# Embedders whose ``fit`` learns nothing (a pretrained model): each worker builds its own from the config.
+PRETRAINED = ("minilm", "sentence-transformers")
+
+
+def _schema(dim: int) -> pa.Schema:
+    return pa.schema([("doc_id", pa.string()), ("domain", pa.string()), ("embedding", pa.list_(pa.float32(), dim))])
+
+
+@dataclass(frozen=True)
+class EmbeddingStage:
+    """Embeddings on the stage contract. The fit (IDF + SVD on a bounded seeded sample, or a proxy's training)
+    runs once before the shards (``fit_embedder``) and is stored in the work folder; a shard embeds a run of
+    row groups of one curated part with the fitted embedder, which each worker loads once
+    (``load_worker_state``: the fitted file, or for a pretrained model its weights). ``finish`` joins the
+    shards' parts in plan order into ``embeddings.parquet``."""
+
+    files: tuple[str, ...]
+    layout: Layout
+    work_dir: Path
+    config: EmbeddingConfig
+    seed: int
+    dim: int
+    fit_file: str | None = None
+    fit_sha256: str | None = None
+    fit_docs: int = 0
+    name: str = "embeddings"
+    version: str = "embeddings-2"
+
+    def plan(self) -> list[ShardTask]:
+        return [ShardTask(key=f"{i:05d}-{groups[0]:05d}", inputs=(f,), seed=self.seed,
+                          settings={"row_groups": groups, "fit": self.fit_sha256, "config": self.config})
+                for i, f in enumerate(self.files) for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES)]
+
+    def load_worker_state(self):
+        if self.fit_file is None:
+            return make_embedder(self.config, seed=self.seed)
+        data = Path(self.fit_file).read_bytes()
+        if hashlib.sha256(data).hexdigest() != self.fit_sha256:
+            raise RuntimeError(f"{self.fit_file} changed since the embedder was fitted: re-run embeddings")
+        return pickle.loads(data)
+
+    def run_shard(self, task: ShardTask, out: Path, embedder) -> dict:
+        schema = _schema(self.dim)
+        docs = 0
+        source = pq.ParquetFile(task.inputs[0])
+        with fixed_torch_threads(), pq.ParquetWriter(out / "embeddings.parquet", schema, compression="zstd") as writer:
+            for batch in source.iter_batches(batch_size=self.config.batch_size, row_groups=task.settings["row_groups"],
+                                             columns=["doc_id", "domain", "text"]):
+                vectors = embedder.transform(batch.column(2).to_pylist())
+                flat = pa.array(vectors.reshape(-1), pa.float32())
+                writer.write_table(pa.Table.from_arrays(
+                    [batch.column(0).cast(pa.string()), batch.column(1).cast(pa.string()),
+                     pa.FixedSizeListArray.from_arrays(flat, self.dim)], schema=schema))
+                docs += batch.num_rows
+        return {"docs": docs}
+
+    def finish(self, results: list[dict]) -> int:
+        parts = [shard_dir(self, t.key) / "embeddings.parquet" for t in self.plan()]
+        with atomic_dir(self.layout.embeddings) as tmp:
+            n = join_parquet(parts, tmp / self.layout.embeddings_file.name, _schema(self.dim))
+            write_json(tmp / self.layout.embeddings_meta.name, {"n_docs": n, "dim": self.dim, "kind": self.config.kind,
+                                           "fit_docs": self.fit_docs, "max_chars": self.config.max_chars})
+        return n
+
+
+def fit_embedder(files: list[Path], config: EmbeddingConfig, *, seed: int, work_dir: Path, embedder=None,
+                 progress: Callable[[str], None] | None = None) -> tuple[object, dict]:
+    """Fit the embedder on a bounded seeded sample of the documents (doc_ids are read in full: ~40 bytes each)
+    and store it in ``work_dir``; returns (the fitted embedder, the stage fields describing the fit)."""
+    if embedder is None and config.kind in PRETRAINED:
+        model = make_embedder(config, seed=seed)
+        return model, {"dim": int(model.dim)}
     ids = [i for b in _iter_batches(files, 65536, ["doc_id"]) for i in b.column(0).to_pylist()]
     embedder = embedder if embedder is not None else make_embedder(config, seed=seed)
     sample = fit_sample_ids(ids, config.fit_sample, seed)
@@ -184,33 +250,43 @@ def embed_stage(
     if progress:
         progress(f"embeddings: fitting {config.kind} on {len(texts)} of {len(ids)} documents")
     embedder.fit(texts)
-    del texts
-    out_dir = root.root / ASSET_DIR
-    out_dir.mkdir(parents=True, exist_ok=True)
-    schema = pa.schema([("doc_id", pa.string()), ("domain", pa.string()),
-                        ("embedding", pa.list_(pa.float32(), embedder.dim))])
-    done = 0
-    with atomic_file(out_dir / "embeddings.parquet") as tmp:
-        with pq.ParquetWriter(tmp, schema, compression="zstd") as writer:
-            for batch in _iter_batches(files, config.batch_size, ["doc_id", "domain", "text"]):
-                vectors = embedder.transform(batch.column(2).to_pylist())
-                flat = pa.array(vectors.reshape(-1), pa.float32())
-                writer.write_table(pa.Table.from_arrays(
-                    [batch.column(0).cast(pa.string()), batch.column(1).cast(pa.string()),
-                     pa.FixedSizeListArray.from_arrays(flat, embedder.dim)], schema=schema))
-                done += batch.num_rows
-                if progress and done % (config.batch_size * 16) < batch.num_rows:
-                    progress(f"embeddings: {done}/{len(ids)} documents")
+    data = pickle.dumps(embedder, protocol=5)
+    fit_file = work_dir / "fit" / "embedder.pkl"
+    # Written only when it changed: a re-run after a crash reuses the shards made with the same fit.
+    if not fit_file.exists() or fit_file.read_bytes() != data:
+        with atomic_file(fit_file) as tmp:
+            tmp.write_bytes(data)
+    return embedder, {"dim": int(embedder.dim), "fit_file": str(fit_file),
+                      "fit_sha256": hashlib.sha256(data).hexdigest(), "fit_docs": len(texts)}
+
+
+def embed_stage(
+    root: DataRoot,
+    config: EmbeddingConfig,
+    *,
+    seed: int,
+    input_stage: str,
+    progress: Callable[[str], None] | None = None,
+    embedder=None,
+    execution: ExecutionConfig | None = None,
+) -> EmbeddingInfo:
+    """Embed every document of ``input_stage``; writes ``<root>/embeddings/``. ``embedder`` overrides
+    ``config.kind``'s (it needs ``fit(texts)``, ``transform(texts) -> (n, dim)`` and ``dim``, and must pickle)."""
+    started = time.perf_counter()
+    files = root.data_files(input_stage)
+    work_dir = root.layout.work_dir("embeddings")
+    _, fit = fit_embedder(files, config, seed=seed, work_dir=work_dir, embedder=embedder, progress=progress)
+    stage = EmbeddingStage(files=tuple(str(f) for f in files), layout=root.layout, work_dir=work_dir,
+                           config=config, seed=seed, **fit)
+    n = run_stage(stage, execution=execution, progress=progress)
     seconds = time.perf_counter() - started
-    info = EmbeddingInfo(path=out_dir / "embeddings.parquet", n_docs=done, dim=embedder.dim, kind=config.kind,
-                         seconds=seconds, docs_per_s=done / seconds if seconds > 0 else 0.0)
-    write_json(out_dir / "meta.json", info.to_dict() | {"fit_docs": len(sample), "max_chars": config.max_chars})
-    return info
+    return EmbeddingInfo(path=root.layout.embeddings_file, n_docs=n, dim=stage.dim, kind=config.kind,
+                         seconds=seconds, docs_per_s=n / seconds if seconds > 0 else 0.0)
 
 
 def load_embeddings(root: DataRoot) -> tuple[list[str], list[str], np.ndarray]:
     """(doc_ids, domains, float32 matrix n x dim) in the stored order."""
-    path = root.root / ASSET_DIR / "embeddings.parquet"
+    path = root.layout.embeddings_file
     if not path.exists():
         raise FileNotFoundError(f"{path} is missing: materialize the embeddings asset first")
     table = pq.read_table(path)

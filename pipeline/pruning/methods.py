@@ -6,23 +6,25 @@ methods run once per scope group (a domain, or the whole pool) with that group's
 methods run once over every candidate (SemDeDup compares documents of a cluster across domains).
 A chain (``semdedup+dbp``) runs its steps in order on what the previous step left.
 
-Adding a method: one class here (or in its own module) with ``@register("name")``, and its name in
-``pipeline.config.pruning.PruningMethod``.
+Adding a method: one class here with ``@register("name")`` (or in a module of its own that is imported before
+the spec is loaded). The spec accepts every registered name: ``pipeline.config.pruning`` checks
+``pruning.method`` against ``names()``, with no list of its own.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 import numpy as np
 
-from pipeline.config.pruning import PruningConfig
-from pipeline.pruning.clusters import StoredClusters
 from pipeline.pruning.dbp import dbp_select
 from pipeline.pruning.semdedup import order_key, semdedup
-from pipeline.pruning.seta import seta_static
 from pipeline.pruning.ssl_prototypes import random_select, ssl_select
+
+if TYPE_CHECKING:  # numpy only at import: the spec's validation imports this module to list the methods
+    from pipeline.config.pruning import PruningConfig
+    from pipeline.pruning.clusters import StoredClusters
 
 
 @dataclass
@@ -73,6 +75,11 @@ def register(name: str):
         REGISTRY[name] = cls
         return cls
     return wrap
+
+
+def names() -> set[str]:
+    """Every method a spec may name: the registered ones and the chains of them."""
+    return set(REGISTRY) | set(CHAINS)
 
 
 def steps(name: str) -> list[PruningMethod]:
@@ -173,6 +180,8 @@ class SeTa(PruningMethod):
     needs_losses = True
 
     def select(self, c: Candidates) -> Selection:
+        from pipeline.pruning.seta import seta_static  # imports torch (the sampler)
+
         cfg = c.config.seta
         losses = c.losses[c.index]
         st = seta_static(losses, target=c.target, groups=cfg.groups, window_scale=cfg.window_scale,

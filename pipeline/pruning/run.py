@@ -1,7 +1,9 @@
 """The pruning stage: curated documents -> ``pruned`` (kept documents + rejects + stats) per domain.
 
 Reads the concept clusters (and embeddings for SemDeDup, proxy losses for SeTa), decides per
-document with the spec's method, and writes ``<root>/pruned/domain=<d>/`` atomically. Every pruned
+document with the spec's method (the global step: small per-document arrays), and writes
+``<root>/pruned/domain=<d>/`` atomically through shard tasks (``PruningStage``): each copies the kept
+documents of a run of curated row groups into a part with row groups bounded by bytes. Every pruned
 document is in ``rejects.parquet`` with ``reason`` = the metric (semdedup, dbp, ssl_prototypes,
 random, seta) and ``detail`` = its score. ``<root>/pruned/report.json`` and ``report.png`` hold the
 per-cluster sizes, complexity and budgets. A disabled stage (or method "none") passes everything.
@@ -14,6 +16,7 @@ go) and compute d_intra over the surviving members only. The DBP target is a fra
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -24,10 +27,12 @@ import numpy as np
 import polars as pl
 import pyarrow as pa
 import pyarrow.compute as pc
-import pyarrow.dataset as pads
 import pyarrow.parquet as pq
 
+from pipeline.config.execution import ExecutionConfig
 from pipeline.config.pruning import PruningConfig
+from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.parts import ByteBoundedWriter, join_parquet, link_or_copy, parquet_row_group_runs
 from pipeline.pruning import INPUT_STAGE, STAGE
 from pipeline.pruning.clusters import StoredClusters, load_clusters
 from pipeline.pruning import examples, methods
@@ -76,7 +81,7 @@ def _scope_groups(domains: np.ndarray, scope: str) -> list[tuple[str, np.ndarray
 
 def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domains: list[str]) -> np.ndarray:
     """Per-document proxy losses aligned to ``doc_ids``; a clear error when the scores are absent."""
-    path = root.root / config.seta.scores
+    path = root.layout.difficulty_scores_file
     if not path.exists():
         raise PruningError(f"pruning.method 'seta' needs per-document losses at {path} (columns doc_id, domain, "
                            "loss), written by the difficulty_scores asset: materialize it first")
@@ -184,46 +189,146 @@ class PruneResult:
     seconds: float
 
 
-def prune_stage(spec: Spec, *, root: DataRoot | None = None,
-                progress: Callable[[str], None] | None = None) -> PruneResult:
-    """Run the pruning stage for every domain of the input stage."""
+DECISION_SCHEMA = pa.schema([("doc_id", pa.string()), ("domain", pa.string()), ("reason", pa.string()),
+                             ("detail", pa.string()), ("duplicate_of", pa.string())])
+# Uncompressed curated bytes per writing shard.
+SHARD_BYTES = 64 << 20
+
+
+@dataclass(frozen=True)
+class PruningStage:
+    """Writing ``pruned/domain=*/`` on the stage contract, after the selection. ``decide`` (the global step, over
+    small per-document arrays) has stored the dropped documents with their reasons in ``drops``; a shard copies
+    the kept documents of a run of row groups of one curated part into a part of its own, with row groups
+    bounded by bytes, and writes its dropped ones as rejects; ``finish`` assembles each domain atomically:
+    the parts (hard links), one rejects file and stats.json."""
+
+    root: DataRoot
+    domains: tuple[str, ...]
+    work_dir: Path
+    drops: str
+    drops_sha256: str
+    method: str
+    target_fraction: float
+    excerpt_chars: int
+    name: str = "pruned"
+    version: str = "pruned-2"
+
+    def plan(self) -> list[ShardTask]:
+        return [ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),), seed=0,
+                          settings={"domain": domain, "row_groups": groups, "drops": self.drops_sha256,
+                                    "excerpt_chars": self.excerpt_chars})
+                for domain in self.domains for i, f in enumerate(self.root.data_files(INPUT_STAGE, [domain]))
+                for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES)]
+
+    def _drops(self, domain: str) -> dict[str, dict]:
+        table = pq.read_table(self.drops, filters=[("domain", "=", domain)])
+        return {r["doc_id"]: r for r in table.to_pylist()}
+
+    def run_shard(self, task: ShardTask, out: Path) -> dict:
+        domain = task.settings["domain"]
+        drops = self._drops(domain)
+        drop_ids = pa.array(list(drops), pa.string())
+        source = pq.ParquetFile(task.inputs[0])
+        rows, reasons = [], Counter()
+        with ByteBoundedWriter(out / "part.parquet", source.schema_arrow) as writer:
+            for batch in source.iter_batches(batch_size=1024, row_groups=task.settings["row_groups"]):
+                dropped = pc.is_in(batch.column("doc_id"), value_set=drop_ids)
+                writer.write(batch.filter(pc.invert(dropped)))
+                for r in batch.filter(dropped).select(["doc_id", "source", "source_file", "source_row", "text"]).to_pylist():
+                    d = drops[r["doc_id"]]
+                    reasons[d["reason"]] += 1
+                    rows.append({"stage": STAGE, "domain": domain, "source": r["source"], "source_file": r["source_file"],
+                                 "source_row": r["source_row"], "doc_id": r["doc_id"], "reason": d["reason"],
+                                 "detail": d["detail"], "duplicate_of": d["duplicate_of"],
+                                 "excerpt": r["text"][: task.settings["excerpt_chars"]]})
+        pq.write_table(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA), out / "rejects.parquet", compression="zstd")
+        return {"domain": domain, "rows_in": writer.rows + len(rows),
+                "kept": writer.rows, "dropped": len(rows), "reasons": dict(reasons)}
+
+    def finish(self, results: list[dict]) -> dict[str, dict]:
+        shards = [shard_dir(self, t.key) for t in self.plan()]
+        by_domain = {}
+        for domain in self.domains:
+            mine = [(s, r) for s, r in zip(shards, results) if r["domain"] == domain]
+            reasons: Counter[str] = Counter()
+            for _, r in mine:
+                reasons.update(r["reasons"])
+            with self.root.write_domain(STAGE, domain) as out:
+                (out / "data").mkdir()
+                for j, (shard, _) in enumerate(mine):
+                    link_or_copy(shard / "part.parquet", out / "data" / f"part-{j:05d}.parquet")
+                join_parquet([s / "rejects.parquet" for s, _ in mine], out / "rejects.parquet", REJECT_SCHEMA)
+                stats = {"domain": domain, "method": self.method, "rows_in": sum(r["rows_in"] for _, r in mine),
+                         "rows_kept": sum(r["kept"] for _, r in mine), "rows_dropped": sum(r["dropped"] for _, r in mine),
+                         "rejects_by_reason": dict(sorted(reasons.items())), "target_fraction": self.target_fraction}
+                write_json(out / "stats.json", stats)
+            by_domain[domain] = stats
+        return by_domain
+
+
+def _select(spec: Spec, root: DataRoot, domains: list[str], progress: Callable[[str], None] | None
+            ) -> tuple[pl.DataFrame | None, dict]:
+    """The global step: which documents go and why (None: every document stays), and the report."""
+    config: PruningConfig = spec.pruning
+    if not config.active:
+        return None, {"method": "none" if config.enabled else "disabled", "groups": []}
+    pool = load_clusters(root)
+    _check_pool(root, pool, domains)
+    embeddings = None
+    if "embeddings" in methods.needs(config.method):
+        e_ids, e_domains, embeddings = load_embeddings(root)
+        if e_ids != pool.doc_ids or e_domains != pool.domains:
+            raise PruningError("embeddings and concept_clusters disagree on the documents: re-materialize "
+                               "concept_clusters")
+    losses = (read_losses(root, config, pool.doc_ids, pool.domains)
+              if "losses" in methods.needs(config.method) else None)
+    if progress:
+        progress(f"pruning {len(pool.doc_ids)} documents with {config.method} to {config.target_fraction:.0%}")
+    decisions = decide(config, pool, seed=spec.seed_for("pruning"), embeddings=embeddings, losses=losses)
+    gone = ~decisions.keep
+    drops = pl.DataFrame({
+        "doc_id": np.array(pool.doc_ids, dtype=object)[gone].tolist(),
+        "domain": np.array(pool.domains, dtype=object)[gone].tolist(),
+        "reason": decisions.reason[gone].tolist(), "detail": decisions.detail[gone].tolist(),
+        "duplicate_of": decisions.duplicate_of[gone].tolist()},
+        schema={"doc_id": pl.String, "domain": pl.String, "reason": pl.String, "detail": pl.String,
+                "duplicate_of": pl.String})
+    return drops, decisions.report | _examples(root, pool, decisions.keep, domains)
+
+
+def _store_drops(drops: pl.DataFrame | None, work_dir: Path) -> tuple[str, str]:
+    """The dropped documents as a file the shards read, written only when it changed (a re-run after a crash
+    then reuses the shards written from the same selection); returns (path, sha256)."""
+    table = (drops.to_arrow() if drops is not None else DECISION_SCHEMA.empty_table()).cast(DECISION_SCHEMA)
+    sink = pa.BufferOutputStream()
+    pq.write_table(table, sink, compression="zstd")
+    data = sink.getvalue().to_pybytes()
+    path = work_dir / "select" / "drops.parquet"
+    if not path.exists() or path.read_bytes() != data:
+        with atomic_file(path) as tmp:
+            tmp.write_bytes(data)
+    return str(path), hashlib.sha256(data).hexdigest()
+
+
+def prune_stage(spec: Spec, *, root: DataRoot | None = None, progress: Callable[[str], None] | None = None,
+                execution: ExecutionConfig | None = None) -> PruneResult:
+    """Run the pruning stage for every domain of the input stage: the selection once, then the writing shards."""
     started = time.perf_counter()
     root = root or DataRoot(spec.data_root)
     config: PruningConfig = spec.pruning
     domains = root.domains(INPUT_STAGE)
     if not domains:
         raise PruningError(f"no {INPUT_STAGE!r} documents under {root.root}: materialize curated_documents first")
-    seed = spec.seed_for("pruning")
-    if config.active:
-        pool = load_clusters(root)
-        _check_pool(root, pool, domains)
-        embeddings = None
-        if "embeddings" in methods.needs(config.method):
-            e_ids, e_domains, embeddings = load_embeddings(root)
-            if e_ids != pool.doc_ids or e_domains != pool.domains:
-                raise PruningError("embeddings and concept_clusters disagree on the documents: re-materialize "
-                                   "concept_clusters")
-        losses = (read_losses(root, config, pool.doc_ids, pool.domains)
-                  if "losses" in methods.needs(config.method) else None)
-        if progress:
-            progress(f"pruning {len(pool.doc_ids)} documents with {config.method} to {config.target_fraction:.0%}")
-        decisions = decide(config, pool, seed=seed, embeddings=embeddings, losses=losses)
-        table = pl.DataFrame({
-            "doc_id": pool.doc_ids, "domain": pool.domains, "keep": decisions.keep,
-            "reason": decisions.reason.tolist(), "detail": decisions.detail.tolist(),
-            "duplicate_of": decisions.duplicate_of.tolist()},
-            schema={"doc_id": pl.String, "domain": pl.String, "keep": pl.Boolean, "reason": pl.String,
-                    "detail": pl.String, "duplicate_of": pl.String})
-        report = decisions.report | _examples(root, pool, decisions.keep, domains)
-    else:
-        table = None
-        report = {"method": "none" if config.enabled else "disabled", "groups": []}
-    by_domain = {}
-    for domain in domains:
-        dom = table.filter(pl.col("domain") == domain) if table is not None else None
-        by_domain[domain] = _write_domain(root, domain, dom, config, report["method"])
-        if progress:
-            s = by_domain[domain]
+    drops, report = _select(spec, root, domains, progress)
+    work_dir = root.layout.work_dir(STAGE)
+    path, sha = _store_drops(drops, work_dir)
+    stage = PruningStage(root=root, domains=tuple(domains), work_dir=work_dir, drops=path, drops_sha256=sha,
+                         method=report["method"], target_fraction=config.target_fraction if config.active else 1.0,
+                         excerpt_chars=config.excerpt_chars)
+    by_domain = run_stage(stage, execution=execution if execution is not None else spec.execution, progress=progress)
+    if progress:
+        for domain, s in by_domain.items():
             progress(f"pruned {domain}: kept {s['rows_kept']} of {s['rows_in']}")
     report["domains"] = by_domain
     report_path = write_report(root, report)
@@ -233,53 +338,14 @@ def prune_stage(spec: Spec, *, root: DataRoot | None = None,
                        seconds=time.perf_counter() - started)
 
 
-def _write_domain(root: DataRoot, domain: str, decisions: pl.DataFrame | None, config: PruningConfig,
-                  method: str) -> dict:
-    files = root.data_files(INPUT_STAGE, [domain])
-    dataset = pads.dataset([str(f) for f in files], format="parquet")
-    drop = decisions.filter(~pl.col("keep")) if decisions is not None else None
-    drop_ids = pa.array(drop["doc_id"].to_list() if drop is not None else [], pa.string())
-    reasons: Counter[str] = Counter()
-    rows_in = dataset.count_rows()
-    with root.write_domain(STAGE, domain) as out:
-        (out / "data").mkdir()
-        kept = 0
-        keep_filter = ~pc.field("doc_id").isin(drop_ids)
-        with pq.ParquetWriter(out / "data" / "part-00000.parquet", dataset.schema, compression="zstd") as writer:
-            for batch in dataset.to_batches(filter=keep_filter, batch_size=8192):
-                if batch.num_rows:
-                    writer.write_batch(batch)
-                    kept += batch.num_rows
-        rows = []
-        if drop is not None and len(drop):
-            info = {r["doc_id"]: r for r in drop.iter_rows(named=True)}
-            columns = ["doc_id", "source", "source_file", "source_row", "text"]
-            for batch in dataset.to_batches(columns=columns, filter=pc.field("doc_id").isin(drop_ids), batch_size=8192):
-                for doc_id, source, source_file, source_row, text in zip(*(batch.column(c).to_pylist() for c in columns)):
-                    r = info[doc_id]
-                    reasons[r["reason"]] += 1
-                    rows.append({"stage": STAGE, "domain": domain, "source": source, "source_file": source_file,
-                                 "source_row": source_row, "doc_id": doc_id, "reason": r["reason"],
-                                 "detail": r["detail"], "duplicate_of": r["duplicate_of"],
-                                 "excerpt": text[: config.excerpt_chars]})
-        pq.write_table(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA), out / "rejects.parquet", compression="zstd")
-        stats = {"domain": domain, "method": method, "rows_in": rows_in, "rows_kept": kept,
-                 "rows_dropped": len(rows), "rejects_by_reason": dict(sorted(reasons.items())),
-                 "target_fraction": config.target_fraction if config.active else 1.0}
-        write_json(out / "stats.json", stats)
-    return stats
-
-
 def write_report(root: DataRoot, report: dict) -> Path:
     """``report.json`` and ``report.png`` (cluster sizes, complexity, budgets) under ``<root>/pruned``."""
-    base = root.stage_dir(STAGE)
-    base.mkdir(parents=True, exist_ok=True)
-    write_json(base / "report.json", report)
-    clusters = report.get("clusters")
-    png = base / "report.png"
-    if clusters:
-        _plot(report, png)
-    return base / "report.json"
+    layout = root.layout
+    layout.stage(STAGE).mkdir(parents=True, exist_ok=True)
+    write_json(layout.pruning_report, report)
+    if report.get("clusters"):
+        _plot(report, layout.pruning_plot)
+    return layout.pruning_report
 
 
 def _plot(report: dict, path: Path) -> None:

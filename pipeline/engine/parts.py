@@ -1,0 +1,112 @@
+"""Small helpers shared by sharded stages: cutting a Parquet file into shards, writing row groups bounded by
+bytes, joining shard parts in plan order, and a fixed torch thread count inside a shard."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+# Uncompressed bytes of one row group a stage writes: a reader that holds one row group at a time (token bins,
+# the next stage's shards) then needs about this much, whatever the number of documents in it.
+ROW_GROUP_BYTES = 8 << 20
+# Torch threads inside a shard. Fixed, so that a shard's floating-point results do not depend on how many cores
+# the process running it has (inline, a pool worker, a Ray actor); the engine's workers are the parallelism.
+SHARD_TORCH_THREADS = 1
+
+
+def parquet_row_group_runs(path: str | os.PathLike, *, target_bytes: int) -> list[list[int]]:
+    """Consecutive row groups of a Parquet file, cut when a run reaches ``target_bytes`` (uncompressed)."""
+    meta = pq.ParquetFile(path).metadata
+    runs: list[list[int]] = [[]]
+    size = 0
+    for g in range(meta.num_row_groups):
+        if runs[-1] and size >= target_bytes:
+            runs.append([])
+            size = 0
+        runs[-1].append(g)
+        size += meta.row_group(g).total_byte_size
+    return runs if runs[0] else []
+
+
+@contextmanager
+def fixed_torch_threads(threads: int = SHARD_TORCH_THREADS) -> Iterator[None]:
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+class ByteBoundedWriter:
+    """A Parquet writer that buffers batches and writes a row group whenever the buffer reaches ``row_group_bytes``
+    (Arrow's in-memory size), instead of a fixed number of rows: long documents make small row groups."""
+
+    def __init__(self, path: str | os.PathLike, schema: pa.Schema, *, row_group_bytes: int | None = None, **options):
+        self.writer = pq.ParquetWriter(path, schema, **({"compression": "zstd"} | options))
+        self.schema, self.limit = schema, row_group_bytes or ROW_GROUP_BYTES
+        self.pending: list[pa.RecordBatch] = []
+        self.size = 0
+        self.rows = 0
+
+    def write(self, batch: pa.RecordBatch) -> None:
+        if not batch.num_rows:
+            return
+        # A batch larger than the bound is cut first (by its mean row size), so no row group is much larger.
+        rows = max(1, int(self.limit * batch.num_rows // max(batch.nbytes, 1)))
+        for start in range(0, batch.num_rows, rows):
+            piece = batch.slice(start, rows)
+            self.pending.append(piece)
+            self.size += piece.nbytes
+            self.rows += piece.num_rows
+            if self.size >= self.limit:
+                self.flush()
+
+    def flush(self) -> None:
+        if self.pending:
+            table = pa.Table.from_batches(self.pending, schema=self.schema)
+            self.writer.write_table(table, row_group_size=table.num_rows)
+        self.pending, self.size = [], 0
+
+    def close(self) -> None:
+        self.flush()
+        self.writer.close()
+
+    def __enter__(self) -> "ByteBoundedWriter":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def join_parquet(parts: Sequence[Path], dest: str | os.PathLike, schema: pa.Schema) -> int:
+    """Copy the row groups of ``parts`` (missing ones skipped), in order, into one file; returns its rows.
+    One row group is in memory at a time."""
+    rows = 0
+    with pq.ParquetWriter(dest, schema, compression="zstd") as writer:
+        for part in parts:
+            if not Path(part).exists():
+                continue
+            source = pq.ParquetFile(part)
+            for g in range(source.num_row_groups):
+                table = source.read_row_group(g)
+                writer.write_table(table, row_group_size=max(1, table.num_rows))
+                rows += table.num_rows
+    return rows
+
+
+def link_or_copy(source: Path, dest: Path) -> None:
+    """``dest`` as a hard link to ``source`` (same file system: no bytes copied), else a copy. The shard's file
+    stays where it is, so a crash after this leaves the finished shard intact for the re-run."""
+    try:
+        os.link(source, dest)
+    except OSError:
+        shutil.copyfile(source, dest)
