@@ -63,9 +63,41 @@ class Layout:
         return self.root / "proxy_runs"
 
     @property
+    def mixture_dir(self) -> Path:
+        """The chosen mixture: ``mixture.json``, its report and plots."""
+        return self.root / "mixture"
+
+    @property
     def mixture_json(self) -> Path:
-        return self.root / "mixture" / "mixture.json"
+        return self.mixture_dir / "mixture.json"
 
     @property
     def training_set(self) -> Path:
+        """The training set's default place (``output.path`` may put it elsewhere)."""
         return self.root / "training_set"
+
+    @property
+    def training_manifest(self) -> Path:
+        return self.training_set / "manifest.json"
+
+    @property
+    def dagster_home(self) -> Path:
+        """Dagster's instance folder when ``DAGSTER_HOME`` is not set."""
+        return self.root / "dagster_home"
+
+    @property
+    def sensor_file_states(self) -> Path:
+        """The raw-files sensor's fingerprints of the files it has seen."""
+        return self.root / ".curamix" / "sensor" / "file_states.json"
+
+    @property
+    def leases(self) -> Path:
+        """Each running stage's lease on its work folders (``pipeline.workdirs``)."""
+        return self.root / ".curamix" / "leases"
+
+    def top_level_names(self) -> list[str]:
+        """The first path component of every named path: what must not be spelled out elsewhere
+        (``tests/test_layout.py`` looks for these literals)."""
+        names = {getattr(self, a).relative_to(self.root).parts[0] for a, v in vars(Layout).items()
+                 if isinstance(v, property)}
+        return sorted(names)
