@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Inside every per-domain stage folder (``<stage>/domain=<d>/``, and its temporary twin while it is built).
+DOMAIN_PARTS = "data"  # the Parquet parts
+DOMAIN_REJECTS = "rejects.parquet"
+DOMAIN_STATS = "stats.json"
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -25,6 +30,15 @@ class Layout:
 
     def domain(self, stage: str, domain: str) -> Path:
         return self.stage(stage) / f"domain={domain}"
+
+    def domain_parts(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_PARTS
+
+    def domain_rejects(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_REJECTS
+
+    def domain_stats(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_STATS
 
     def work(self, stage: str, domain: str) -> Path:
         """Where a sharded stage keeps finished shards of one domain until it is assembled (kept across crashes)."""
