@@ -1,9 +1,10 @@
 """`ray` vs `local` engine on 2 cores: every asset of the graph, on ../shared/corpora.
 
 The whole graph is materialized through Dagster, one asset (and partition) at a time as `curamix run` does,
-once with `execution.engine: local` (one worker per core, no size threshold) and once with `engine: ray` on a
-private one-node Ray with 2 CPUs started before the timings (a cluster is running before a pipeline uses it;
-its start is reported apart). Nothing names a stage here: an asset is "on the engine" when its stage ran
+on two data roots side by side: with `execution.engine: local` (one worker per core, no size threshold) and
+with `engine: ray` on a private one-node Ray with 2 CPUs started, one worker per CPU warmed, before the
+timings (a cluster is running before a pipeline uses it; its start is reported apart); the engines take turns
+going first from one asset to the next. Nothing names a stage here: an asset is "on the engine" when its stage ran
 through ``pipeline.engine.run_stage`` (recorded while it runs), so the stages other branches move onto the
 contract are measured by this same script. Per asset: wall seconds under each engine (the sum over its
 partitions), the ratio, and whether the two data roots hold the same files (``bench.graph_run.output_files``:
@@ -98,19 +99,24 @@ def warm_workers(count: int) -> None:
     ray.get([task.remote() for _ in range(count)])
 
 
-def graph_under(engine: str, spec_path: Path, root: Path, keys: list[str], seen: set[str]) -> dict:
-    """Materialize ``keys`` on a fresh ``root``; per asset: wall seconds and the engine stages it ran."""
+def graphs_side_by_side(specs: dict[str, Path], roots: dict[str, Path], keys: list[str], seen: set[str]) -> dict:
+    """Materialize ``keys`` under each engine on its own fresh root, asset by asset, the engines' order swapped
+    from one asset to the next (first-use imports and the machine's load drift fall on both alike).
+    Returns, per engine and asset: wall seconds and the engine stages it ran."""
     import dagster as dg
 
-    figures: dict[str, dict] = defaultdict(lambda: {"seconds": 0.0, "stages": set()})
-    instance = dg.DagsterInstance.ephemeral()
-    for key in keys:
-        seen.clear()
-        for _, partition, result, seconds in materialize_each(spec_path, root, [key], instance):
-            if not result.success:
-                raise RuntimeError(f"{engine}: {key} [{partition}] failed")
-            figures[key]["seconds"] += seconds
-        figures[key]["stages"] |= seen
+    figures = {e: defaultdict(lambda: {"seconds": 0.0, "stages": set()}) for e in specs}
+    instances = {e: dg.DagsterInstance.ephemeral() for e in specs}
+    for i, key in enumerate(keys):
+        for engine in list(specs) if i % 2 == 0 else list(specs)[::-1]:
+            seen.clear()
+            for _, partition, result, seconds in materialize_each(specs[engine], roots[engine], [key],
+                                                                  instances[engine]):
+                if not result.success:
+                    raise RuntimeError(f"{engine}: {key} [{partition}] failed")
+                figures[engine][key]["seconds"] += seconds
+            figures[engine][key]["stages"] |= seen
+        print(key, {e: round(figures[e][key]["seconds"], 1) for e in specs}, flush=True)
     return figures
 
 
@@ -148,11 +154,8 @@ def run(quick: bool = False) -> dict:
         figures["ray_resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         specs = {e: spec_for(work, e, files, sections, ex) for e, ex in executions.items()}
         keys = graph_keys(specs["local"])
-        runs = {}
         with engine_stages_seen() as seen:
-            for engine in ("local", "ray"):
-                runs[engine] = graph_under(engine, specs[engine], work / engine / "data", keys, seen)
-                print(engine, {k: round(v["seconds"], 1) for k, v in runs[engine].items()}, flush=True)
+            runs = graphs_side_by_side(specs, {e: work / e / "data" for e in specs}, keys, seen)
         hashes = {e: output_files(work / e / "data") for e in runs}
         for key in keys:
             local, on_ray = runs["local"][key], runs["ray"][key]

@@ -2,7 +2,6 @@
 temp folder) and stop: same bytes as `local` through Dagster, a killed worker retried by Ray, and bad input
 surfacing as the file and line, not as a Ray traceback."""
 
-import hashlib
 import json
 import os
 import shutil
