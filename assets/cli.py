@@ -8,6 +8,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+from pipeline.layout import Layout
 from pipeline.spec import DATA_ROOT_ENV, SpecError, load_spec
 
 
@@ -100,7 +101,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     spec = load_spec(args.spec, data_root=args.data_root)
     print(f"done: {len(results)} runs{' (stale only)' if args.stale_only else ''}; outputs under {spec.data_root}")
     _print_closing_counts(spec)
-    manifest = spec.data_root / "training_set" / "manifest.json"
+    manifest = Layout.at(spec.data_root).training_manifest
     if manifest.exists():
         print(f"training set: {manifest.parent} (check it with: curamix verify {manifest.parent})")
     return 0

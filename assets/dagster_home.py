@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from pipeline.layout import Layout
 from pipeline.spec import load_spec
 
 TELEMETRY_ENV = "CURAMIX_DAGSTER_TELEMETRY"
@@ -48,7 +49,7 @@ def dagster_home_for(spec_path: str | os.PathLike, data_root: str | None = None)
     if os.environ.get("DAGSTER_HOME"):
         return Path(os.environ["DAGSTER_HOME"])
     spec = load_spec(spec_path, data_root=data_root)
-    home = spec.data_root / "dagster_home"
+    home = Layout.at(spec.data_root).dagster_home
     home.mkdir(parents=True, exist_ok=True)
     write_instance_yaml(home, telemetry=telemetry_wanted(spec.operations.telemetry))
     return home

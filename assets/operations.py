@@ -31,7 +31,6 @@ import json
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from pathlib import Path
 
 import dagster as dg
 from dagster._core.definitions.assets.graph.base_asset_graph import BaseAssetGraph
@@ -47,6 +46,7 @@ from assets.context import BuildContext, StageDefinitions
 from assets.resources import CuramixResource
 from assets.staleness import stale_frontier
 from pipeline.freshness import FileState, changed_domains, file_states
+from pipeline.layout import Layout
 from pipeline.spec import Spec, SpecError
 from pipeline.store import DataRoot, atomic_file
 
@@ -220,12 +220,13 @@ def frontier_signature(instance: dg.DagsterInstance, keys: Sequence[dg.AssetKey]
 
 # ---------------------------------------------------------------- the sensor's memory
 
-FILE_STATES = Path(".curamix") / "sensor" / "file_states.json"
+FILE_STATES = Layout.at("").sensor_file_states  # relative to a data root
+
 
 
 def load_file_states(root: DataRoot, digest: str) -> dict[str, FileState]:
     """The fingerprints the sensor saved, if they are the ones its cursor names (else none: re-hash all)."""
-    path = root.root / FILE_STATES
+    path = root.layout.sensor_file_states
     try:
         text = path.read_text()
     except OSError:
@@ -238,7 +239,7 @@ def load_file_states(root: DataRoot, digest: str) -> dict[str, FileState]:
 def save_file_states(root: DataRoot, states: dict[str, FileState]) -> str:
     """Write the fingerprints (atomically, only when they changed); returns their digest for the cursor."""
     text = json.dumps({p: s.to_list() for p, s in sorted(states.items())}, separators=(",", ":"))
-    path = root.root / FILE_STATES
+    path = root.layout.sensor_file_states
     if not path.exists() or path.read_text() != text:
         with atomic_file(path) as tmp:
             tmp.write_text(text)

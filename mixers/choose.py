@@ -19,9 +19,9 @@ from mixers.baselines import apply_caps, baseline_mixture, epoch_caps, epochs
 from mixers.regmix.fit import ProxyRuns, RegMixResult, run_regmix
 from mixers.report import plot_fit, plot_proportions, plot_schedule, report_markdown
 from pipeline.config.mixing import MixingConfig
+from pipeline.layout import Layout
 from pipeline.store import atomic_dir, write_json
 
-ASSET_DIR = "mixture"
 SIMPLEX_TOL = 1e-6
 
 
@@ -169,7 +169,7 @@ def choose_baseline(name: str, inputs: MixingInputs, cfg: MixingConfig) -> Mixtu
 def write_outcome(root: Path, outcome: MixtureOutcome) -> dict:
     """Write ``<root>/mixture/`` (mixture.json, report.md, PNGs) atomically; returns the JSON payload."""
     inputs = outcome.inputs
-    with atomic_dir(Path(root) / ASSET_DIR) as tmp:
+    with atomic_dir(Layout.at(root).mixture_dir) as tmp:
         plots = {"proportions": plot_proportions(tmp / "proportions.png", inputs.domains, outcome.mixture,
                                                  outcome.method, outcome.baselines, inputs.caps).name}
         if outcome.fit_points is not None and len(outcome.fit_points[0]):
@@ -222,5 +222,5 @@ def _plain(x):
     return x
 
 
-__all__ = ["ASSET_DIR", "MixingInputs", "MixtureOutcome", "check_mixture", "choose_baseline", "choose_regmix",
+__all__ = ["MixingInputs", "MixtureOutcome", "check_mixture", "choose_baseline", "choose_regmix",
            "mixing_inputs", "project", "write_outcome"]

@@ -19,9 +19,7 @@ from mixers.baselines import BASELINES, baseline_mixture
 from mixers.choose import (MixingInputs, MixtureOutcome, choose_baseline, choose_regmix, mixing_inputs, project,
                            write_outcome)
 from mixers.proxy_table import proxy_runs_from_table
-
-BINS_DIR = "token_bins"
-RUNS_DIR = "proxy_runs"
+from pipeline.layout import Layout
 
 
 class MixingInputError(RuntimeError):
@@ -47,7 +45,7 @@ def available_tokens(meta: dict) -> dict[str, float]:
 def read_proxy_table(root: Path, sweeps: list[str] | None = None) -> pl.DataFrame:
     """Every sweep's results table (only the sweeps named, when given: a sweep removed from the spec
     leaves its folder behind, and its runs must not feed the regression)."""
-    base = root / RUNS_DIR
+    base = Layout.at(root).proxy_runs
     if sweeps:
         files = [base / s / "results.parquet" for s in sweeps if (base / s / "results.parquet").exists()]
     else:
@@ -55,14 +53,14 @@ def read_proxy_table(root: Path, sweeps: list[str] | None = None) -> pl.DataFram
     frames = [pl.read_parquet(f) for f in files]
     frames = [f for f in frames if "run_id" in f.columns and any(c.startswith("w_") for c in f.columns)]
     if not frames:
-        raise MixingInputError(f"no proxy-run results under {root / RUNS_DIR}: materialize `proxy_runs` first")
+        raise MixingInputError(f"no proxy-run results under {base}: materialize `proxy_runs` first")
     return pl.concat(frames, how="diagonal_relaxed")
 
 
 def open_bins(root: Path):
     from proxies.bins import Bins
 
-    path = root / BINS_DIR
+    path = Layout.at(root).token_bins
     if not (path / "meta.json").exists():
         raise MixingInputError(f"no token bins at {path}: materialize `token_bins` first")
     return Bins.open(path)
@@ -143,7 +141,7 @@ def run_mixing(spec, *, progress: Callable[[str], None] | None = None) -> dict:
     """Materialize the mixture for ``spec``; returns the ``mixture.json`` payload."""
     root = Path(spec.data_root)
     cfg = spec.mixing
-    meta_path = root / BINS_DIR / "meta.json"
+    meta_path = Layout.at(root).token_bins / "meta.json"
     if not meta_path.exists():
         raise MixingInputError(f"no token bins at {meta_path.parent}: materialize `token_bins` first")
     available = available_tokens(json.loads(meta_path.read_text()))

@@ -10,6 +10,11 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
+# Inside every per-domain stage folder (``<stage>/domain=<d>/``, and its temporary twin while it is built).
+DOMAIN_PARTS = "data"  # the Parquet parts
+DOMAIN_REJECTS = "rejects.parquet"
+DOMAIN_STATS = "stats.json"
+
 
 @dataclass(frozen=True)
 class Layout:
@@ -25,6 +30,15 @@ class Layout:
 
     def domain(self, stage: str, domain: str) -> Path:
         return self.stage(stage) / f"domain={domain}"
+
+    def domain_parts(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_PARTS
+
+    def domain_rejects(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_REJECTS
+
+    def domain_stats(self, stage: str, domain: str) -> Path:
+        return self.domain(stage, domain) / DOMAIN_STATS
 
     def work(self, stage: str, domain: str) -> Path:
         """Where a sharded stage keeps finished shards of one domain until it is assembled (kept across crashes)."""
@@ -68,11 +82,17 @@ class Layout:
         return self.root / "proxy_runs"
 
     @property
+    def mixture_dir(self) -> Path:
+        """The chosen mixture: ``mixture.json``, its report and plots."""
+        return self.root / "mixture"
+
+    @property
     def mixture_json(self) -> Path:
-        return self.root / "mixture" / "mixture.json"
+        return self.mixture_dir / "mixture.json"
 
     @property
     def training_set(self) -> Path:
+        """The training set's default place (``output.path`` may put it elsewhere)."""
         return self.root / "training_set"
 
     # -- pruning and difficulty scores (files inside the folders above) ------------------------------------
@@ -111,3 +131,29 @@ class Layout:
     @property
     def pruning_plot(self) -> Path:
         return self.stage("pruned") / "report.png"
+
+    @property
+    def training_manifest(self) -> Path:
+        return self.training_set / "manifest.json"
+
+    @property
+    def dagster_home(self) -> Path:
+        """Dagster's instance folder when ``DAGSTER_HOME`` is not set."""
+        return self.root / "dagster_home"
+
+    @property
+    def sensor_file_states(self) -> Path:
+        """The raw-files sensor's fingerprints of the files it has seen."""
+        return self.root / ".curamix" / "sensor" / "file_states.json"
+
+    @property
+    def leases(self) -> Path:
+        """Each running stage's lease on its work folders (``pipeline.workdirs``)."""
+        return self.root / ".curamix" / "leases"
+
+    def top_level_names(self) -> list[str]:
+        """The first path component of every named path: what must not be spelled out elsewhere
+        (``tests/test_layout.py`` looks for these literals)."""
+        names = {getattr(self, a).relative_to(self.root).parts[0] for a, v in vars(Layout).items()
+                 if isinstance(v, property)}
+        return sorted(names)

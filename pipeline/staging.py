@@ -29,6 +29,7 @@ from pipeline.config.execution import ExecutionConfig
 from pipeline.config.staging import SourceConfig, StagingConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir, shard_seed
 from pipeline.engine.outcome import CheckOutcome, Image, StageOutcome, Table
+from pipeline.layout import DOMAIN_PARTS, DOMAIN_REJECTS, DOMAIN_STATS
 from pipeline.readers import BadFileError, RawRow, read_source_file
 from pipeline.schema import DOCUMENT_SCHEMA, REJECT_SCHEMA, doc_id_for
 from pipeline.spec import Spec
@@ -358,18 +359,18 @@ class StagingStage:
         config: StagingConfig = self.spec.staging
         stats = DomainStats(domain=self.domain, sources={s.name: SourceStats() for s in self.spec.sources_for(self.domain)})
         with self.root.write_domain(STAGE, self.domain) as out:
-            (out / "data").mkdir()
-            rejects = _RejectSink(out / "rejects.parquet", config.batch_rows, parquet_options(config))
+            (out / DOMAIN_PARTS).mkdir()
+            rejects = _RejectSink(out / DOMAIN_REJECTS, config.batch_rows, parquet_options(config))
             try:
                 for task, result in zip(self.plan(), results):
                     shard = shard_dir(self, task.key)
                     if (shard / "data.parquet").exists():
-                        link_or_copy(shard / "data.parquet", out / "data" / f"{task.key}.parquet")
+                        link_or_copy(shard / "data.parquet", out / DOMAIN_PARTS / f"{task.key}.parquet")
                     rejects.extend(shard / "rejects.parquet")
                     stats.sources[result["source"]].add(SourceStats(**result["stats"]))
             finally:
                 rejects.close()
-            write_json(out / "stats.json", stats.to_dict())
+            write_json(out / DOMAIN_STATS, stats.to_dict())
         return stats
 
 

@@ -42,7 +42,7 @@ class DataRoot:
 
     def data_files(self, stage: str, domains: list[str] | None = None) -> list[Path]:
         domains = self.domains(stage) if domains is None else domains
-        return sorted(f for d in domains for f in (self.domain_dir(stage, d) / "data").glob("*.parquet"))
+        return sorted(f for d in domains for f in self.layout.domain_parts(stage, d).glob("*.parquet"))
 
     def scan(self, stage: str, domains: list[str] | None = None) -> pl.LazyFrame:
         """All documents of a stage as one lazy frame (empty, with the canonical schema, if none)."""
@@ -53,13 +53,13 @@ class DataRoot:
 
     def scan_rejects(self, stage: str, domains: list[str] | None = None) -> pl.LazyFrame:
         domains = self.domains(stage) if domains is None else domains
-        files = [p for d in domains if (p := self.domain_dir(stage, d) / "rejects.parquet").exists()]
+        files = [p for d in domains if (p := self.layout.domain_rejects(stage, d)).exists()]
         if not files:
             return pl.LazyFrame(schema=pl.Schema(pl.from_arrow(REJECT_SCHEMA.empty_table()).schema))
         return pl.scan_parquet(files, hive_partitioning=False)
 
     def read_stats(self, stage: str, domain: str) -> dict:
-        return json.loads((self.domain_dir(stage, domain) / "stats.json").read_text())
+        return json.loads(self.layout.domain_stats(stage, domain).read_text())
 
     def write_domain(self, stage: str, domain: str):
         """Yield a fresh temporary folder; on success it replaces the domain's output atomically."""

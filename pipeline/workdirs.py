@@ -20,9 +20,11 @@ import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
+from pipeline.layout import Layout
+
 # The temporary names the stages use: <name>.tmp-<8 hex>, .work-<8 hex>, <name>.old-<8 hex> (and suffixed).
 WORK_NAME = re.compile(r"(^|\.)(tmp|work|old)-[0-9a-f]{8}(\.|$)")
-LEASES = Path(".curamix") / "leases"
+LEASES = Layout.at("").leases  # relative to a data root
 
 
 def _process_start(pid: int) -> str | None:
@@ -61,7 +63,7 @@ class Lease:
 
 def _leases(root: Path, folder: str) -> list[Lease]:
     found = []
-    for path in (root / LEASES).glob(f"{folder}@*.json"):
+    for path in Layout.at(root).leases.glob(f"{folder}@*.json"):
         try:
             data = json.loads(path.read_text())
         except (OSError, json.JSONDecodeError):
@@ -72,7 +74,7 @@ def _leases(root: Path, folder: str) -> list[Lease]:
 
 def take_lease(root: str | os.PathLike, folder: str) -> Path:
     """Record that this process works in ``<root>/<folder>``; returns the lease file (release it after)."""
-    base = Path(root) / LEASES
+    base = Layout.at(root).leases
     base.mkdir(parents=True, exist_ok=True)
     pid = os.getpid()
     path = base / f"{folder}@{uuid.uuid4().hex[:12]}.json"

@@ -43,19 +43,20 @@ def _prepare_root(root: DataRoot, domains: list[str]) -> None:
     write_mixture(root.root / "mixture" / "mixture.json", {d: 1.0 / len(domains) for d in domains}, method="uniform")
 
 
-def _small_spec(tmp_path) -> Path:
+def _small_spec(tmp_path, output: dict | None = None) -> Path:
     """The example spec with absolute source paths and a budget the synthetic corpus can fill."""
     data = yaml.safe_load(EXAMPLE_SPEC.read_text())
     for s in data["sources"]:
         s["path"] = str(EXAMPLE_SPEC.parent / s["path"])
-    data["output"] = {"total_tokens": 20_000, "shard_tokens": 4_000}
+    data["output"] = {"total_tokens": 20_000, "shard_tokens": 4_000, **(output or {})}
     path = tmp_path / "spec.yaml"
     path.write_text(yaml.safe_dump(data))
     return path
 
 
 def test_training_set_asset_materializes_with_checks(data_root, tmp_path):
-    spec_path = _small_spec(tmp_path)
+    # Shards of 36-49 documents: enough for the threshold set here (emission's default is 100).
+    spec_path = _small_spec(tmp_path, {"min_documents_per_domain": 20})
     spec = load_spec(spec_path)
     root = DataRoot(spec.data_root)
     domains = spec.domains[:3]
@@ -87,8 +88,47 @@ def test_training_set_asset_materializes_with_checks(data_root, tmp_path):
     assert f"| {first['domain']} | {first['doc_id']} |" in sample
     # A domain below a useful size is named (issue 17 item 14); here every domain holds enough.
     assert metadata["small_domains"].value == "none"
-    from assets.emission import small_domains
+    from pipeline.emission.outcome import small_domains
 
     fewest = min(manifest["domains"].values(), key=lambda v: v["documents"])["documents"]
     flagged = small_domains(manifest, minimum=fewest + 1)
     assert flagged and all("below a useful size" in line for line in flagged)
+
+
+def test_training_set_page_flags_small_domains_by_emissions_rule_and_shows_its_warnings(data_root, tmp_path):
+    """The page names small domains by emission's own rule (``output.min_documents_per_domain`` documents in a
+    per-domain shard, default 100), not a fixed 20 documents; and it shows the manifest's warnings."""
+    spec_path = _small_spec(tmp_path)  # the default minimum; every per-domain shard here holds 36-49 documents
+    spec = load_spec(spec_path)
+    domains = spec.domains[:3]
+    _prepare_root(DataRoot(spec.data_root), domains)
+    stage = build_stage(BuildContext(spec=spec, domain_partitions=dg.StaticPartitionsDefinition(spec.domains)))
+    result = dg.materialize(stage.assets, resources={"curamix": CuramixResource(spec_path=str(spec_path),
+                                                                                 data_root=str(data_root))})
+    assert result.success
+    manifest = json.loads((data_root / "training_set" / "manifest.json").read_text())
+    assert manifest["warnings"] and "min_documents_per_domain=100" in manifest["warnings"][0]
+    (materialization,) = result.asset_materializations_for_node("training_set")
+    metadata = materialization.metadata
+    assert metadata["warnings"].value == "\n".join(f"- **{w}**" for w in manifest["warnings"])
+    small = metadata["small_domains"].value.splitlines()
+    assert [line.split(":", 1)[0] for line in small] == [f"- **{d}" for d in sorted(domains)]
+    assert all("min_documents_per_domain=100" in line for line in small)
+
+
+def test_small_domains_follow_the_minimum_the_set_was_built_with():
+    from pipeline.emission.outcome import small_domains
+
+    def manifest(minimum, formats=("megatron", "parquet")):
+        shards = {"a": [60, 55], "b": [300, 290]}
+        return {"formats": list(formats), "output_config": {"min_documents_per_domain": minimum},
+                "domains": {d: {"achieved_proportion": 0.5, "documents": sum(n)} for d, n in shards.items()},
+                "sets": {"mixed": {"shards": [{"documents": 800}]},
+                         **{f"domains/{d}": {"shards": [{"documents": k} for k in n]} for d, n in shards.items()}}}
+
+    # 115 documents in domain a: a fixed 20-document threshold says nothing; its 55-document shard is below 100
+    assert [line.split(":")[0] for line in small_domains(manifest(100))] == ["a"]
+    assert "55 documents in its smallest shard" in small_domains(manifest(100))[0]
+    assert small_domains(manifest(50)) == []
+    assert [line.split(":")[0] for line in small_domains(manifest(50), minimum=299)] == ["a", "b"]
+    assert small_domains(manifest(100, formats=("parquet",))) == []  # emission's rule is about Megatron shards

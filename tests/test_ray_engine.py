@@ -2,7 +2,6 @@
 temp folder) and stop: same bytes as `local` through Dagster, a killed worker retried by Ray, and bad input
 surfacing as the file and line, not as a Ray traceback."""
 
-import hashlib
 import json
 import os
 import shutil
@@ -26,7 +25,9 @@ from pipeline.engine import run_stage
 from pipeline.spec import load_spec
 from pipeline.staging import StagingStage, StagingError
 from pipeline.store import DataRoot
+from bench.graph_run import graph_keys, key_folder, materialize_each, output_files
 from tests.conftest import EXAMPLE_SPEC, REPO
+from tests.test_operations_support import small_spec
 
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
@@ -37,11 +38,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
 
 
 # Ray turns token authentication on by itself when ~/.ray/auth_token exists (any earlier `ray.init()` on the
@@ -197,10 +193,6 @@ except ImportError as exc:
 
 # ---------------------------------------------------------------------------------------------- on a real cluster
 
-# The stages ported to the engine, as their Dagster assets (documents is partitioned by domain).
-ENGINE_ASSETS = ["documents", "token_bins", "training_set"]
-
-
 def spec_copy(folder: Path, name: str, execution: dict) -> Path:
     """The example spec beside links to the example's files (so relative paths read the same), plus an
     `execution` section."""
@@ -214,73 +206,60 @@ def spec_copy(folder: Path, name: str, execution: dict) -> Path:
     return path
 
 
-def materialize(spec_path: Path, data_root: Path, keys: list[str], instance):
-    """Materialize exactly ``keys`` (every partition of a partitioned one) through Dagster, in order; as
-    `curamix run` does, without re-running what they depend on."""
-    import dagster as dg
-
-    from assets.definitions import build_definitions
-
-    defs = build_definitions(spec_path, str(data_root))
-    job = defs.resolve_implicit_global_asset_job_def()
-    graph = defs.resolve_asset_graph()
-    results = []
-    for key in keys:
-        partitions = graph.get(dg.AssetKey(key)).partitions_def
-        for pk in partitions.get_partition_keys() if partitions else [None]:
-            results.append(job.execute_in_process(asset_selection=[dg.AssetKey(key)], partition_key=pk,
-                                                  instance=instance, raise_on_error=False))
-    return results
-
-
 def step_errors(results) -> list[str]:
     return [e.event_specific_data.error.to_string() for r in results for e in r.all_events
             if e.event_type_value == "STEP_FAILURE"]
 
 
-def upstream_outputs(root: Path, *, tokenizer_from: Path | None, domains: list[str]) -> None:
-    """What `token_bins` and `training_set` read besides the engine's own outputs, made cheaply (the example's
-    chain to them trains proxies: minutes): the pruned pool as a copy of the staged documents, a small
-    tokenizer and a uniform mixture."""
-    from pipeline.layout import Layout
-    from proxies.tokenizer import save_tokenizer, train_tokenizer
+def tiny_graph_spec(folder: Path) -> Path:
+    """The example's graph on a tiny spec (three domains cut from the example, tiny proxies, a small sweep):
+    SeTa pruning, so that every asset does its work (the reference proxy and the difficulty scores are
+    skipped for other methods), and the mixture's validation runs on."""
+    path = small_spec(folder, math_rows=120, code_rows=40, techdocs_files=10)
+    body = yaml.safe_load(path.read_text())
+    body["pruning"]["method"] = "seta"
+    body["proxies"]["train"]["steps"] = 6
+    body["proxies"]["reference_steps"] = 6
+    body["proxies"]["sweeps"] = [{"name": "sweep0", "n_mixtures": 4, "seeds": [0]}]
+    body["mixing"]["validation"] = {"enabled": True, "steps": 4, "seeds": 1, "baselines": ["uniform"]}
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
 
-    layout = Layout.at(root)
-    shutil.copytree(layout.stage("documents"), layout.stage("pruned"))
-    layout.tokenizer_dir.mkdir()
-    if tokenizer_from is not None:
-        shutil.copyfile(Layout.at(tokenizer_from).tokenizer_json, layout.tokenizer_json)
-    else:
-        texts = DataRoot(root).scan("documents").select("text").head(300).collect()["text"]
-        save_tokenizer(train_tokenizer(texts, vocab_size=512), layout.tokenizer_json)
-    layout.mixture_json.parent.mkdir()
-    layout.mixture_json.write_text(json.dumps({"method": "uniform", "proportions": {d: 1 / len(domains) for d in domains}}))
+
+def with_execution(spec_path: Path, name: str, execution: dict) -> Path:
+    body = yaml.safe_load(spec_path.read_text())
+    body["execution"] = execution
+    path = spec_path.with_name(f"{name}.yaml")
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
 
 
 @pytest.mark.slow
-def test_example_through_dagster_is_byte_identical_under_ray_and_local(cluster, tmp_path, monkeypatch):
-    """Every asset ported to the engine (`documents` for every domain of the example, `token_bins`,
-    `training_set`), materialized through Dagster with `engine: local` and with `engine: ray`: every output
-    file the same, the training set's manifest included."""
+def test_whole_example_graph_through_dagster_is_byte_identical_under_ray_and_local(cluster, tmp_path, monkeypatch):
+    """Every asset of the graph, materialized through Dagster with `engine: local` and with `engine: ray`:
+    every file under the two data roots the same (JSON files compared without the wall-clock figures stages
+    record, ``bench.graph_run.output_files``). Stages on the engine contract run their shards as Ray tasks;
+    the others run in-process under both engines (and are covered here once they move onto the contract)."""
     import dagster as dg
 
     monkeypatch.delenv("CURAMIX_DATA_ROOT", raising=False)
     monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "dagster_home"))
     (tmp_path / "dagster_home").mkdir()
-    roots = {"local": tmp_path / "local", "ray": tmp_path / "ray"}
-    specs = {"local": spec_copy(tmp_path, "local", {"engine": "local", "workers": 2, "min_bytes_per_worker": 0}),
-             "ray": spec_copy(tmp_path, "ray", {"engine": "ray", "ray": {"address": cluster.address}})}
-    domains = load_spec(specs["ray"]).domains
+    spec = tiny_graph_spec(tmp_path)
+    specs = {"local": with_execution(spec, "local", {"engine": "local", "workers": 2, "min_bytes_per_worker": 0}),
+             "ray": with_execution(spec, "ray", {"engine": "ray", "ray": {"address": cluster.address}})}
+    roots = {name: tmp_path / f"data-{name}" for name in specs}
+    keys = graph_keys(specs["local"])
+    assert {"documents", "curated_documents", "proxy_runs", "mixture", "training_set"} <= set(keys)
     for name in ("local", "ray"):
-        instance = dg.DagsterInstance.ephemeral()
-        results = materialize(specs[name], roots[name], ["documents"], instance)
-        upstream_outputs(roots[name], tokenizer_from=roots["local"] if name == "ray" else None, domains=domains)
-        results += materialize(specs[name], roots[name], ENGINE_ASSETS[1:], instance)
+        results = [r for _, _, r, _ in materialize_each(specs[name], roots[name], keys, dg.DagsterInstance.ephemeral())]
         assert not step_errors(results), step_errors(results)[0]
-        assert len(results) == len(domains) + len(ENGINE_ASSETS) - 1 and all(r.success for r in results)
-    for key in ENGINE_ASSETS:
-        local, on_ray = tree(roots["local"] / key), tree(roots["ray"] / key)
-        assert len(local) > 10 and on_ray == local, key
+        assert all(r.success for r in results)
+    local, on_ray = output_files(roots["local"]), output_files(roots["ray"])
+    for key in keys:  # every asset left files behind, and the same ones
+        assert any(key_folder(key) == p.split("/", 1)[0] for p in local), key
+    assert set(on_ray) == set(local)
+    assert [p for p in sorted(local) if local[p] != on_ray[p]] == []
     # the ray runs' driver was this process, connected to the test's cluster
     assert ray.get_runtime_context().gcs_address.endswith(f":{cluster.port}")
 
@@ -342,7 +321,7 @@ def test_a_worker_killed_mid_shard_is_retried_and_the_output_is_the_same(cluster
     # the killed shard ran again in another worker process; every shard ran at least once
     assert len([p for p in attempts if p.startswith(victim + ".")]) == 2, attempts
     assert {p.rsplit(".", 1)[0] for p in attempts} == {t.key for t in reference.plan()}
-    assert tree(tmp_path / "ray" / "documents") == tree(tmp_path / "local" / "documents")
+    assert output_files(tmp_path / "ray" / "documents") == output_files(tmp_path / "local" / "documents")
 
 
 @pytest.mark.slow
@@ -364,8 +343,8 @@ def test_bad_input_on_a_ray_worker_names_the_file_and_line_in_the_dagster_run(cl
         "staging": {"on_bad_file": "fail"},
         "execution": {"engine": "ray", "ray": {"address": cluster.address}}}))
     monkeypatch.delenv("CURAMIX_DATA_ROOT", raising=False)
-    results = materialize(spec_path, tmp_path / "data", ["documents"], dg.DagsterInstance.ephemeral())
-    (error,) = step_errors(results)
+    runs = materialize_each(spec_path, tmp_path / "data", ["documents"], dg.DagsterInstance.ephemeral())
+    (error,) = step_errors([result for _, _, result, _ in runs])
     assert "broken.jsonl.gz: corrupt_archive: EOFError" in error and "lines)" in error
     assert "StagingError" in error and "stage documents, shard broken-00000, on a Ray worker" in error
     assert "RayTaskError" not in error and "ray/_private" not in error

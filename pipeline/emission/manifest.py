@@ -127,7 +127,7 @@ def provenance(root: DataRoot, *, spec_hash: str | None = None, spec_seed: int |
     """Source hashes and row counts (staging's stats.json) and per-stage removal counts (rejects)."""
     sources: dict[str, dict] = {}
     for d in domains or root.domains("documents"):
-        path = root.domain_dir("documents", d) / "stats.json"
+        path = root.layout.domain_stats("documents", d)
         if not path.exists():
             continue
         stats = json.loads(path.read_text())

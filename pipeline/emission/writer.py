@@ -253,14 +253,15 @@ def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
 
 def small_domains(plan: QuotaPlan, schedules: dict[str, Schedule], shard_tokens: int, minimum: int) -> dict[str, int]:
     """Domains in the blend whose fewest-document shard holds fewer than ``minimum`` documents: that count."""
-    small = {}
-    for d, q in plan.domains.items():
-        if q.quota == 0:
-            continue
-        fewest = min(b - a for a, b in _shard_bounds(schedules[d].take, shard_tokens))
-        if fewest < minimum:
-            small[d] = fewest
-    return small
+    return below_minimum({d: min(b - a for a, b in _shard_bounds(schedules[d].take, shard_tokens))
+                          for d, q in plan.domains.items() if q.quota > 0}, minimum)
+
+
+def below_minimum(fewest: dict[str, int], minimum: int) -> dict[str, int]:
+    """The small-domain rule (``output.min_documents_per_domain``) on each domain's fewest documents in one
+    of its per-domain shards: the domains below it, with that count. Emission applies it before writing,
+    the training set's page to the manifest it wrote."""
+    return {d: n for d, n in fewest.items() if n < minimum}
 
 
 def small_domain_message(small: dict[str, int], minimum: int) -> str:
@@ -454,13 +455,13 @@ def emit(spec, *, root=None, progress: Callable[[str], None] | None = None) -> t
 
     root = root or DataRoot(spec.data_root)
     config: OutputConfig = spec.output
-    tokenizer_path = root.root / "tokenizer" / "tokenizer.json"
+    tokenizer_path = root.layout.tokenizer_json
     if not tokenizer_path.exists() and spec.tokenizer.path:
         user = Path(spec.tokenizer.path)
         tokenizer_path = user if user.is_absolute() else spec.path.parent / user
     if not tokenizer_path.exists():
         raise EmissionError(f"no tokenizer at {tokenizer_path}: materialize the `tokenizer` asset first")
-    mixture_path = root.root / "mixture" / "mixture.json"
+    mixture_path = root.layout.mixture_json
     if not mixture_path.exists():
         raise EmissionError(f"no mixture at {mixture_path}: materialize the `mixture` asset first")
     mixture = json.loads(mixture_path.read_text())
@@ -475,7 +476,7 @@ def emit(spec, *, root=None, progress: Callable[[str], None] | None = None) -> t
         seed=spec.seed_for("emission"),
         provenance=manifest_mod.provenance(root, spec_hash=spec.spec_hash, spec_seed=spec.seed),
     )
-    out_dir = Path(config.path) if config.path else root.root / "training_set"
+    out_dir = Path(config.path) if config.path else root.layout.training_set
     if not out_dir.is_absolute():
         out_dir = spec.path.parent / out_dir
     return out_dir, emit_training_set(inputs, config=config, out_dir=out_dir, progress=progress,

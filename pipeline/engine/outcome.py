@@ -7,6 +7,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any, Literal
 
 
@@ -24,6 +25,9 @@ class Markdown:
     """Metadata text to render as Markdown (plain ``str`` values are shown as text)."""
 
     text: str
+    # A report written next to its PNGs: its relative image links are shown inline (the UI cannot fetch
+    # files from the data root).
+    images_in: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -31,14 +35,16 @@ class Table:
     """A few rows to preview as a small table."""
 
     rows: list[dict]
+    text_chars: int = 80  # longer cells are cut short
 
 
 @dataclass(frozen=True)
 class Image:
-    """A PNG chart (``pipeline.plots``) to show inline."""
+    """A PNG chart (``pipeline.plots``) to show inline: its bytes, or a PNG file (then named under it)."""
 
-    png: bytes
+    png: bytes | Path
     alt: str = "plot"
+    caption: str | None = None
 
 
 @dataclass(frozen=True)
@@ -49,3 +55,5 @@ class StageOutcome:
     # Changes exactly when the output's content changes; None lets Dagster use the run id.
     data_version: str | None = None
     checks: list[CheckOutcome] = field(default_factory=list)
+    # What the user should read in the run's log as a warning (also shown in the metadata where it matters).
+    warnings: list[str] = field(default_factory=list)
