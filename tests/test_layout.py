@@ -23,15 +23,10 @@ NAMES = frozenset(Layout.at("/data").top_level_names())
 # guard was written: the coordinator empties this list after merging them. Entries are "path: what" (no line
 # number, so that edits elsewhere in the file do not move them).
 KNOWN: frozenset[str] = frozenset({
-    'assets/proxies.py: / "difficulty_scores"',  # p12
     'assets/proxies.py: / "proxy_runs"',  # x13
     'assets/proxies.py: / "reference_proxy"',  # p12
     'assets/proxies.py: / "token_bins"',  # x13
     'assets/proxies.py: / "tokenizer"',  # x13, p12
-    'assets/pruning.py: / "concept_clusters"',  # p12
-    'assets/pruning.py: / "embeddings"',  # p12
-    'pipeline/pruning/clusters.py: / ASSET_DIR',  # p12
-    'pipeline/pruning/embed.py: / ASSET_DIR',  # p12
 })
 
 
