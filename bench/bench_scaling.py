@@ -188,7 +188,7 @@ def _library_step(step: str, spec, root, execution, spec_path: str) -> dict:
         files = {d: root.data_files("pruned", [d]) for d in spec.domains}
         caches = tokenize_domains(files, fingerprints={d: f"bench-{d}" for d in files}, cache_root=out,
                                   tokenizer=load_tokenizer(root.layout.tokenizer_json), dtype=np.dtype("uint16"),
-                                  batch_bytes=8 << 20, execution=execution)
+                                  batch_bytes=spec.output.encode_batch_bytes, execution=execution)
         return {"rows_in": count("pruned"), "rows_out": len(caches)}
     raise ValueError(f"unknown step {step!r}")
 

@@ -31,6 +31,7 @@ import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
+from pipeline.engine.parts import text_batches
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
@@ -170,10 +171,10 @@ class TokenBinsStage:
         ids: list[str] = []
         keys: list[int] = []
         sizes: list[int] = []
-        parquet = pq.ParquetFile(task.inputs[0])
-        for batch in parquet.iter_batches(batch_size=256, row_groups=task.settings["row_groups"], columns=["doc_id", "text"]):
+        for batch in text_batches([(task.inputs[0], task.settings["row_groups"])], columns=["doc_id", "text"],
+                                  batch_bytes=TOKENIZE_BATCH_BYTES):
             batch_ids = batch.column(0).to_pylist()
-            for doc_id, tokens in zip(batch_ids, encode_batch(tokenizer, batch.column(1).to_pylist())):
+            for tokens in encode_batch(tokenizer, batch.column(1).to_pylist()):
                 writer.add(tokens)
                 sizes.append(len(tokens))
             ids.extend(batch_ids)
@@ -212,6 +213,9 @@ class TokenBinsStage:
 
 
 SHARD_BYTES = 64 << 20
+# Text per tokenizer call in a shard. The tokenizer's encodings cost ~150 bytes per token (~60x the text), so this,
+# not the number of documents, bounds a shard's memory; 1 MiB still gives the tokenizer's threads many documents.
+TOKENIZE_BATCH_BYTES = 1 << 20
 
 
 def row_group_runs(path: Path, *, target_bytes: int) -> list[list[int]]:

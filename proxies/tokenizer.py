@@ -94,8 +94,11 @@ def eot_id(tokenizer: Tokenizer) -> int:
 
 
 def encode_batch(tokenizer: Tokenizer, texts: list[str]) -> list[np.ndarray]:
-    """Token ids per text, as int64 arrays (no special tokens added)."""
-    return [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch(texts, add_special_tokens=False)]
+    """Token ids per text, as int64 arrays (no special tokens added).
+
+    ``encode_batch_fast``: the same ids without character offsets, which nothing here reads (a full encoding
+    holds ~180 bytes per token, a fast one ~150); callers bound memory by the text they pass per call."""
+    return [np.asarray(e.ids, dtype=np.int64) for e in tokenizer.encode_batch_fast(texts, add_special_tokens=False)]
 
 
 def token_dtype(vocab_size: int) -> np.dtype:

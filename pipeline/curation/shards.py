@@ -14,12 +14,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
 import polars as pl
-import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from pipeline.engine.parts import text_batches
 from pipeline.store import DataRoot
 
 # Uncompressed bytes per run (a shard of both passes): large enough that a shard's fixed costs are small,
@@ -106,34 +104,8 @@ def run_batches(run: Run, columns: list[str], batch_bytes: int) -> Iterator[pl.D
 
 
 def _batches(pieces: list[tuple[Path, list[int] | None]], columns: list[str], batch_bytes: int) -> Iterator[pl.DataFrame]:
-    pending: list[pa.RecordBatch] = []
-    size = 0
-    for path, row_groups in pieces:
-        for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns, row_groups=row_groups):
-            lengths = pc.binary_length(rb.column(columns.index("text"))).to_numpy(zero_copy_only=False)
-            start = 0
-            while start < rb.num_rows:
-                # the rows that still fit in the budget; a document larger than the budget travels alone
-                room = np.cumsum(lengths[start:]) + size
-                fit = int(np.searchsorted(room, batch_bytes, side="right"))
-                if fit == 0 and pending:
-                    yield _frame(pending)
-                    pending, size = [], 0
-                    continue
-                fit = max(fit, 1)
-                pending.append(rb.slice(start, fit))
-                size = int(room[fit - 1])
-                start += fit
-                if start < rb.num_rows or size >= batch_bytes:  # the next document would not fit
-                    yield _frame(pending)
-                    pending, size = [], 0
-    if pending:
-        yield _frame(pending)
-
-
-def _frame(batches: list[pa.RecordBatch]) -> pl.DataFrame:
-    schema = batches[0].schema  # parts written by one stage share a schema; a differing one is cast to it
-    return pl.from_arrow(pa.Table.from_batches([b if b.schema == schema else b.cast(schema) for b in batches]))
+    for table in text_batches(pieces, columns=columns, batch_bytes=batch_bytes):
+        yield pl.from_arrow(table)
 
 
 def sid_range(index: int) -> tuple[int, int]:

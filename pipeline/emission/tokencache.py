@@ -1,7 +1,8 @@
 """Pass 1 of emission: stream one domain's documents through the tokenizer into a token cache.
 
-Documents are read a Parquet batch at a time and tokenized with ``encode_batch`` on chunks of about
-``batch_bytes`` of text, so memory stays bounded by one chunk (never the whole corpus). The cache
+Documents are read (``pipeline.engine.parts.text_batches``) and tokenized with ``encode_batch_fast`` in batches of
+at most ``batch_bytes`` of text, so memory stays bounded by two batches (one encoding while the previous one is
+written), never by the domain or the corpus. The cache
 holds, per domain: the token ids (no EOS), the UTF-8 text, their per-document offsets and the
 doc_ids, all memory-mappable, so pass 2 can gather any document in any order without holding the
 corpus in memory. A cache is built in a temporary folder and renamed into place with a ``meta.json``
@@ -27,6 +28,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 from pipeline.diskspace import longest_token_bytes, min_token_bytes, require_free
+from pipeline.engine.parts import text_batches
 from pipeline.store import file_sha256, replace_dir
 
 CACHE_VERSION = 1
@@ -86,32 +88,11 @@ def open_cache(path: Path) -> DomainCache:
 
 
 def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-    """(doc_id, text) arrow chunks of about ``batch_bytes`` of text, in file and row order.
-
-    Row groups can hold hundreds of MB (a few books), so batches are cut by bytes, row by row;
-    a single document larger than ``batch_bytes`` travels alone (staging's max_doc_bytes bounds it).
-    """
-    ids: list[pa.Array] = []
-    texts: list[pa.Array] = []
-    size = 0
-    for f in files:
-        for batch in pq.ParquetFile(f).iter_batches(batch_size=64, columns=["doc_id", "text"]):
-            text = pc.cast(batch.column("text"), pa.large_string())
-            doc_ids = pc.cast(batch.column("doc_id"), pa.string())
-            nbytes = pc.binary_length(text).to_numpy(zero_copy_only=False)
-            start = 0
-            for i, n in enumerate(nbytes.tolist()):
-                size += n
-                if size >= batch_bytes:
-                    ids.append(doc_ids.slice(start, i + 1 - start))
-                    texts.append(text.slice(start, i + 1 - start))
-                    yield pa.concat_arrays(ids), pa.concat_arrays(texts)
-                    ids, texts, size, start = [], [], 0, i + 1
-            if start < len(text):
-                ids.append(doc_ids.slice(start))
-                texts.append(text.slice(start))
-    if ids:
-        yield pa.concat_arrays(ids), pa.concat_arrays(texts)
+    """(doc_id, text as large_string) arrays of at most ``batch_bytes`` of text, in file and row order (a single
+    larger document travels alone; staging's max_doc_bytes bounds it)."""
+    for table in text_batches([(f, None) for f in files], columns=["doc_id", "text"], batch_bytes=batch_bytes):
+        yield (pc.cast(table.column("doc_id"), pa.string()).combine_chunks(),
+               pc.cast(table.column("text"), pa.large_string()).combine_chunks())
 
 
 def cache_bytes_at_least(files: list[Path], tokenizer: Tokenizer, dtype: np.dtype) -> int:
@@ -124,22 +105,19 @@ def cache_bytes_at_least(files: list[Path], tokenizer: Tokenizer, dtype: np.dtyp
                                   itemsize=np.dtype(dtype).itemsize)
 
 
-def _encode(tokenizer: Tokenizer, texts: list[str]) -> list[list[int]]:
+def _encode(tokenizer: Tokenizer, texts: list[str], dtype: np.dtype) -> list[np.ndarray]:
     # encode_batch_fast skips computing character offsets, which pass 1 never needs. Both release
     # the GIL while the tokenizer's own threads work, so the next chunk encodes while this one is written.
+    # Each document's ids become a compact array at once: a Python list of ints costs ~40 bytes per token.
     fast = getattr(tokenizer, "encode_batch_fast", None) or tokenizer.encode_batch
-    return [e.ids for e in fast(texts, add_special_tokens=False)]
+    return [np.fromiter(e.ids, dtype=dtype, count=len(e.ids))  # numpy refuses ids that do not fit
+            for e in fast(texts, add_special_tokens=False)]
 
 
-def _flatten(encoded: list[list[int]], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
-    """(lengths, all ids back to back) without a Python loop over tokens."""
+def _flatten(encoded: list[np.ndarray], dtype: np.dtype) -> tuple[np.ndarray, np.ndarray]:
+    """(lengths, all ids back to back)."""
     lengths = np.fromiter((len(e) for e in encoded), dtype=np.int64, count=len(encoded))
-    flat = np.empty(int(lengths.sum()), dtype=dtype)
-    pos = 0
-    for e, n in zip(encoded, lengths.tolist()):
-        flat[pos: pos + n] = np.fromiter(e, dtype=dtype, count=n)  # numpy refuses ids that do not fit
-        pos += n
-    return lengths, flat
+    return lengths, np.concatenate(encoded).astype(dtype, copy=False) if encoded else np.zeros(0, dtype)
 
 
 def build_domain_cache(
@@ -189,7 +167,7 @@ def build_domain_cache(
 
             pending = None
             for ids, text in _text_batches(files, batch_bytes=batch_bytes):
-                future = pool.submit(_encode, tokenizer, text.to_pylist())
+                future = pool.submit(_encode, tokenizer, text.to_pylist(), np.dtype(dtype))
                 if pending is not None:
                     consume(*pending)  # while the tokenizer works on the next chunk
                 pending = (ids, text, future)

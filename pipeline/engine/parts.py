@@ -1,15 +1,18 @@
-"""Small helpers shared by sharded stages: cutting a Parquet file into shards, writing row groups bounded by
-bytes, joining shard parts in plan order, and a fixed torch thread count inside a shard."""
+"""Small helpers shared by sharded stages: cutting a Parquet file into shards, reading text in batches bounded by
+bytes, writing row groups bounded by bytes, joining shard parts in plan order, and a fixed torch thread count
+inside a shard."""
 
 from __future__ import annotations
 
 import os
 import shutil
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
+import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 # Uncompressed bytes of one row group a stage writes: a reader that holds one row group at a time (token bins,
@@ -32,6 +35,50 @@ def parquet_row_group_runs(path: str | os.PathLike, *, target_bytes: int) -> lis
         runs[-1].append(g)
         size += meta.row_group(g).total_byte_size
     return runs if runs[0] else []
+
+
+def text_batches(pieces: Iterable[tuple[str | os.PathLike, Sequence[int] | None]], *, columns: Sequence[str],
+                 batch_bytes: int, text_column: str = "text") -> Iterator[pa.Table]:
+    """The rows of ``pieces`` ((Parquet file, its row groups or None for all), in order) as tables of at most
+    ``batch_bytes`` of ``text_column`` (UTF-8 bytes); a single larger document travels alone.
+
+    The one reader of every stage that tokenizes, hashes or filters text: what such a stage holds per batch
+    (tokenizer encodings: ~150 bytes per token; MinHash, filter state) grows with the batch's text, so a batch
+    bounded by bytes bounds the stage's memory by the budget or the largest document, whatever the number of
+    documents in a file or row group (a fixed number of rows per batch does not: 256 books are ~400 MB).
+    A batch may span row groups and files (fewer, fuller batches: per-batch costs stay small). Greedy: a batch
+    takes documents while their text fits, so its boundaries depend on the documents only.
+    """
+    columns = list(columns)
+    pending: list[pa.RecordBatch] = []
+    size = 0
+    for path, row_groups in pieces:
+        groups = None if row_groups is None else list(row_groups)
+        for rb in pq.ParquetFile(path).iter_batches(batch_size=256, columns=columns, row_groups=groups):
+            lengths = pc.binary_length(rb.column(columns.index(text_column))).to_numpy(zero_copy_only=False)
+            start = 0
+            while start < rb.num_rows:
+                # the rows that still fit in the budget; a document larger than the budget travels alone
+                room = np.cumsum(lengths[start:]) + size
+                fit = int(np.searchsorted(room, batch_bytes, side="right"))
+                if fit == 0 and pending:
+                    yield _table(pending)
+                    pending, size = [], 0
+                    continue
+                fit = max(fit, 1)
+                pending.append(rb.slice(start, fit))
+                size = int(room[fit - 1])
+                start += fit
+                if start < rb.num_rows or size >= batch_bytes:  # the next document would not fit
+                    yield _table(pending)
+                    pending, size = [], 0
+    if pending:
+        yield _table(pending)
+
+
+def _table(batches: list[pa.RecordBatch]) -> pa.Table:
+    schema = batches[0].schema  # parts written by one stage share a schema; a differing one is cast to it
+    return pa.Table.from_batches([b if b.schema == schema else b.cast(schema) for b in batches])
 
 
 @contextmanager
