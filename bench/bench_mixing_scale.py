@@ -1,0 +1,180 @@
+"""Does a mixture chosen with tiny proxies still win when a larger model trains on it? (RegMix's rank invariance.)
+
+On the real corpora (../shared/corpora, the 10 domains of bench/bench_mixing_e2e.py, whose staging, tokenizer,
+token bins and sweep code this reuses; work folder ``CURAMIX_MIXING_E2E_DIR``, default /tmp/curamix_mixing_e2e):
+1. a RegMix sweep of ``N_SWEEP`` proxies (cached);
+2. the mixture RegMix chooses with the default ``regressor: auto`` (the spec's own `mixing` section);
+3. the chosen mixture and uniform, natural and temperature (T=2) trained at proxy scale (``validation_runs``,
+   the proxies' steps) and at a larger scale (``larger_scale_validation`` with the spec's
+   ``mixing.validation.model`` and ``validation.tokens``: at least 8x the proxies' non-embedding parameters),
+   ``SEEDS`` paired seeds each (same initialization and data stream per seed, only the mixture differs);
+4. per scale: mean held-out loss on the test slice no mixer has read, paired per-seed differences of the chosen
+   mixture against each baseline (mean, standard error, seeds better), and per-domain losses, so that where the
+   proxies' choice does not carry over, the domains that flip are named.
+
+Every phase's figures are written to ``<work>/scale_figures.json`` as soon as they exist, so a run cut short
+still leaves its numbers.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+import yaml
+
+from bench.bench_mixing_e2e import PROXIES, _log, _spec_body, prepare_bins, sweep_results
+
+N_SWEEP = 48
+SEEDS = 3
+# 4 layers at d_model 128 with a SwiGLU inner width of 320: 754,816 non-embedding parameters, 9.2x the proxies'
+# 82,240 (2 layers, d_model 64, d_ff 128). Same context and batch, so the token budget is steps x 2,048.
+LARGE_MODEL = {"n_layers": 4, "d_model": 128, "n_heads": 4, "d_ff": 320, "seq_len": 64}
+# The larger model trains on 1.5x the proxies' tokens (300 steps instead of 200): more parameters deserve
+# more data, and a 2-core CPU shared with other jobs bounds the rest.
+LARGE_TOKENS = 300 * 32 * 64
+MIN_RATIO = 8.0
+BASELINES = ["uniform", "natural", "temperature"]
+
+
+def _scale_spec(work: Path, steps: int, large_tokens: int) -> Path:
+    body = _spec_body(work, steps)
+    body["mixing"]["regmix"] = {"num_samples": 1_000_000, "top_k": 100}  # regressor: auto, the default
+    body["mixing"]["validation"] = {"enabled": True, "baselines": BASELINES, "seeds": SEEDS,
+                                    "model": LARGE_MODEL, "tokens": large_tokens}
+    path = work / "spec_scale.yaml"
+    path.write_text(yaml.safe_dump(body, sort_keys=False))
+    return path
+
+
+def paired_table(val: dict, chosen: str, baselines: list[str]) -> dict:
+    """The chosen mixture minus each baseline, seed by seed (negative: the chosen mixture is better)."""
+    from mixers.report import paired_differences
+
+    out = {}
+    for b in baselines:
+        d = np.array(paired_differences(val, chosen, b))
+        out[f"vs_{b}"] = {"mean": float(d.mean()), "per_seed": d.tolist(),
+                          "stderr": float(d.std(ddof=1) / np.sqrt(len(d))) if len(d) > 1 else None,
+                          "seeds_better": int((d < 0).sum()), "seeds": len(d)}
+    return out
+
+
+def per_domain_gaps(val: dict, chosen: str, baselines: list[str]) -> dict:
+    """Per domain, the chosen mixture's seed-averaged held-out loss minus each baseline's."""
+    return {b: {d: val[chosen]["losses"][d] - val[b]["losses"][d] for d in val[chosen]["losses"]} for b in baselines}
+
+
+def _save(work: Path, figures: dict) -> None:
+    (work / "scale_figures.json").write_text(json.dumps(figures, indent=2, default=float))
+
+
+def run(quick: bool = False) -> dict:
+    import dataclasses
+
+    from mixers.choose import choose_regmix, mixing_inputs
+    from mixers.proxy_table import proxy_runs_from_table
+    from mixers.stage import available_tokens, larger_scale_validation
+    from pipeline.spec import load_spec
+    from pipeline.store import DataRoot
+    from proxies.online import validation_runs
+    import polars as pl
+
+    work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
+    work.mkdir(parents=True, exist_ok=True)
+    steps = 30 if quick else PROXIES["train"]["steps"]
+    n_sweep = 12 if quick else N_SWEEP
+    large_tokens = 40 * 32 * 64 if quick else LARGE_TOKENS
+    spec = load_spec(_scale_spec(work, steps, large_tokens))
+    root = DataRoot(spec.data_root)
+    figures: dict = {"steps": steps, "n_sweep": n_sweep, "seeds": SEEDS, "proxies": PROXIES,
+                     "large_model": LARGE_MODEL, "large_tokens": large_tokens, "timings_s": {}}
+    t0 = time.perf_counter()
+    bins, meta = prepare_bins(spec, root, figures)
+    sweep_file = sweep_results(spec, root, bins, n_sweep=n_sweep, steps=steps, figures=figures)
+    runs = proxy_runs_from_table(pl.read_parquet(sweep_file), bins.domains)
+
+    cfg = spec.mixing
+    if quick:
+        cfg = dataclasses.replace(cfg, regmix=dataclasses.replace(cfg.regmix, num_samples=100_000))
+    inputs = mixing_inputs(available_tokens(meta), cfg, budget_tokens=spec.output.total_tokens,
+                           max_epochs=spec.output.max_epochs)
+    seed = spec.seed_for("mixing") % 2**31
+    t = time.perf_counter()
+    out = choose_regmix(runs, inputs, cfg, seed=seed)
+    figures["regmix"] = {"regressor": cfg.regmix.regressor, "mixture": out.mixture, "predicted": out.predicted,
+                         "heldout_spearman": out.quality["combined"]["spearman"],
+                         "choices": {t_: c["chosen"] for t_, c in out.details["regressor_choice"].items()},
+                         "cv_spearman": {t_: c["cv_spearman"] for t_, c in out.details["regressor_choice"].items()},
+                         "notes": out.notes, "seconds": round(time.perf_counter() - t, 1)}
+    _log(f"regmix auto: {figures['regmix']['choices']}; {({d: round(w, 3) for d, w in out.mixture.items()})}")
+    candidates = {"regmix": [out.mixture[d] for d in bins.domains]}
+    for name in BASELINES:
+        mix = inputs.baselines([name], cfg.temperature)[name]
+        candidates[name] = [mix[d] for d in bins.domains]
+    figures["mixtures"] = {n: dict(zip(bins.domains, v)) for n, v in candidates.items()}
+    seeds = [seed + 1000 + i for i in range(SEEDS)]
+    figures["validation_seeds"] = seeds
+    _save(work, figures)
+
+    t = time.perf_counter()
+    _log(f"proxy scale: {len(candidates)} mixtures x {SEEDS} seeds x {steps} steps")
+    small = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds, progress=_log)
+    figures["timings_s"]["proxy_scale"] = round(time.perf_counter() - t, 1)
+    figures["proxy_scale"] = _scale_figures(small, cfg.validation.baselines)
+    _save(work, figures)
+
+    t = time.perf_counter()
+    large = larger_scale_validation(bins, spec.proxies, candidates, cfg.validation, seeds=seeds, steps=steps,
+                                    progress=_log)
+    figures["timings_s"]["larger_scale"] = round(time.perf_counter() - t, 1)
+    figures["larger_scale"] = _scale_figures(large["runs"], cfg.validation.baselines)
+    figures["larger_scale"] |= {"non_embedding_params": large["non_embedding_params"],
+                                "proxy_non_embedding_params": large["proxy_non_embedding_params"],
+                                "ratio_to_proxies": large["ratio_to_proxies"], "steps": large["steps"]}
+    figures["ratio_at_least_8x"] = large["ratio_to_proxies"] >= MIN_RATIO
+    ls = figures["larger_scale"]["paired"]
+    figures["goal_beats_uniform_and_natural_every_seed_at_larger_scale"] = all(
+        ls[f"vs_{b}"]["seeds_better"] == ls[f"vs_{b}"]["seeds"] for b in ("uniform", "natural"))
+    figures["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
+    _save(work, figures)
+    return figures
+
+
+def _scale_figures(val: dict, baselines: list[str]) -> dict:
+    return {"average": {n: v["average"] for n, v in val.items()},
+            "per_seed_average": {n: v["per_seed_average"] for n, v in val.items()},
+            "losses": {n: v["losses"] for n, v in val.items()},
+            "tokens": val["regmix"]["tokens"], "steps": val["regmix"]["steps"],
+            "paired": paired_table(val, "regmix", baselines),
+            "per_domain_gap": per_domain_gaps(val, "regmix", baselines)}
+
+
+def summarize(f: dict) -> str:
+    def scale_line(name: str, s: dict) -> str:
+        pairs = "; ".join(f"{k.removeprefix('vs_')} {v['mean']:+.4f} ± {v['stderr']:.4f} ({v['seeds_better']}/"
+                          f"{v['seeds']} seeds better)" for k, v in s["paired"].items())
+        avg = ", ".join(f"{n} {x:.4f}" for n, x in sorted(s["average"].items(), key=lambda kv: kv[1]))
+        return f"{name}: mean held-out loss {avg}; RegMix (auto) minus baseline, paired: {pairs}."
+
+    parts = [f"Real corpora, 10 domains, {f['n_sweep']} proxy runs x {f['steps']} steps, RegMix regressor "
+             f"{f['regmix']['regressor']} (per target: {f['regmix']['choices']}); {f['seeds']} paired seeds."]
+    if "proxy_scale" in f:
+        parts.append(scale_line(f"Proxy scale ({f['proxy_scale']['tokens']:,} tokens)", f["proxy_scale"]))
+    if "larger_scale" in f:
+        ls = f["larger_scale"]
+        parts.append(scale_line(f"Larger scale ({ls['non_embedding_params']:,} non-embedding parameters, "
+                                f"{ls['ratio_to_proxies']:.1f}x the proxies' {ls['proxy_non_embedding_params']:,}; "
+                                f"{ls['tokens']:,} tokens)", ls))
+        parts.append("Goal (beats uniform and natural in every seed at the larger scale): "
+                     + ("met." if f["goal_beats_uniform_and_natural_every_seed_at_larger_scale"] else "NOT met."))
+    return " ".join(parts)
+
+
+if __name__ == "__main__":
+    import sys
+
+    print(json.dumps(run(quick="--quick" in sys.argv), indent=2, default=float))
