@@ -4,7 +4,8 @@ On the real corpora (../shared/corpora, the 10 domains of bench/bench_mixing_e2e
 token bins and sweep code this reuses; work folder ``CURAMIX_MIXING_E2E_DIR``, default /tmp/curamix_mixing_e2e):
 1. a RegMix sweep of ``N_SWEEP`` proxies (cached);
 2. the mixture RegMix chooses with the default ``regressor: auto`` (the spec's own `mixing` section);
-3. the chosen mixture and uniform, natural and temperature (T=2) trained at proxy scale (``validation_runs``,
+3. the chosen mixture and uniform, natural and temperature (T=2) trained at a larger scale first (the goal's
+   measurement, so a run cut short still has it) and then at proxy scale (``validation_runs``,
    the proxies' steps) and at a larger scale (``larger_scale_validation`` with the spec's
    ``mixing.validation.model`` and ``validation.tokens``: at least 8x the proxies' non-embedding parameters),
    ``SEEDS`` paired seeds each (same initialization and data stream per seed, only the mixture differs);
@@ -28,14 +29,17 @@ import yaml
 
 from bench.bench_mixing_e2e import PROXIES, _log, _spec_body, prepare_bins, sweep_results
 
-N_SWEEP = 48
+# Sized for a 2-core machine shared with four other jobs (a proxy step ran 0.2-0.6 s there): 24 proxies of
+# 100 steps (205k tokens), not bench_mixing_e2e's 64 of 200; on a quiet machine raise both.
+N_SWEEP = 24
+STEPS = 100
 SEEDS = 3
 # 4 layers at d_model 128 with a SwiGLU inner width of 320: 754,816 non-embedding parameters, 9.2x the proxies'
 # 82,240 (2 layers, d_model 64, d_ff 128). Same context and batch, so the token budget is steps x 2,048.
 LARGE_MODEL = {"n_layers": 4, "d_model": 128, "n_heads": 4, "d_ff": 320, "seq_len": 64}
-# The larger model trains on 1.5x the proxies' tokens (300 steps instead of 200): more parameters deserve
-# more data, and a 2-core CPU shared with other jobs bounds the rest.
-LARGE_TOKENS = 300 * 32 * 64
+# The larger model trains on the proxies' tokens (100 steps of 32 x 64): the CPU budget bounds it; more
+# parameters would deserve more data (RegMix's 1B-token proxies trained 1B models on 25B tokens).
+LARGE_TOKENS = STEPS * 32 * 64
 MIN_RATIO = 8.0
 BASELINES = ["uniform", "natural", "temperature"]
 
@@ -43,6 +47,8 @@ BASELINES = ["uniform", "natural", "temperature"]
 def _scale_spec(work: Path, steps: int, large_tokens: int) -> Path:
     body = _spec_body(work, steps)
     body["mixing"]["regmix"] = {"num_samples": 1_000_000, "top_k": 100}  # regressor: auto, the default
+    # Eager: on a loaded single thread, compiling three graphs (sweep, both validation models) costs minutes.
+    body["proxies"]["train"]["compile"] = False
     body["mixing"]["validation"] = {"enabled": True, "baselines": BASELINES, "seeds": SEEDS,
                                     "model": LARGE_MODEL, "tokens": large_tokens}
     path = work / "spec_scale.yaml"
@@ -83,9 +89,14 @@ def run(quick: bool = False) -> dict:
     from proxies.online import validation_runs
     import polars as pl
 
+    import torch
+
+    # One thread: on a 2-core machine shared with other jobs, two OpenMP threads per process made a proxy
+    # step ~30x slower (1.6 s vs 0.055 s, measured side by side); the figures are losses, not timings.
+    torch.set_num_threads(1)
     work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
     work.mkdir(parents=True, exist_ok=True)
-    steps = 30 if quick else PROXIES["train"]["steps"]
+    steps = 30 if quick else STEPS
     n_sweep = 12 if quick else N_SWEEP
     large_tokens = 40 * 32 * 64 if quick else LARGE_TOKENS
     spec = load_spec(_scale_spec(work, steps, large_tokens))
@@ -121,13 +132,6 @@ def run(quick: bool = False) -> dict:
     _save(work, figures)
 
     t = time.perf_counter()
-    _log(f"proxy scale: {len(candidates)} mixtures x {SEEDS} seeds x {steps} steps")
-    small = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds, progress=_log)
-    figures["timings_s"]["proxy_scale"] = round(time.perf_counter() - t, 1)
-    figures["proxy_scale"] = _scale_figures(small, cfg.validation.baselines)
-    _save(work, figures)
-
-    t = time.perf_counter()
     large = larger_scale_validation(bins, spec.proxies, candidates, cfg.validation, seeds=seeds, steps=steps,
                                     progress=_log)
     figures["timings_s"]["larger_scale"] = round(time.perf_counter() - t, 1)
@@ -139,6 +143,14 @@ def run(quick: bool = False) -> dict:
     ls = figures["larger_scale"]["paired"]
     figures["goal_beats_uniform_and_natural_every_seed_at_larger_scale"] = all(
         ls[f"vs_{b}"]["seeds_better"] == ls[f"vs_{b}"]["seeds"] for b in ("uniform", "natural"))
+    _save(work, figures)
+    t = time.perf_counter()
+    _log(f"proxy scale: {len(candidates)} mixtures x {SEEDS} seeds x {steps} steps")
+    small = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds, progress=_log)
+    figures["timings_s"]["proxy_scale"] = round(time.perf_counter() - t, 1)
+    figures["proxy_scale"] = _scale_figures(small, cfg.validation.baselines)
+    _save(work, figures)
+
     figures["timings_s"]["total"] = round(time.perf_counter() - t0, 1)
     _save(work, figures)
     return figures
