@@ -74,6 +74,25 @@ def per_domain_gaps(val: dict, chosen: str, baselines: list[str]) -> dict:
     return {b: {d: val[chosen]["losses"][d] - val[b]["losses"][d] for d in val[chosen]["losses"]} for b in baselines}
 
 
+def _cached(work: Path, scale: str, key: list, compute):
+    """One scale's validation runs, kept in the work folder by what they depend on: the two scales can run in
+    two processes at once, and a re-run after an interruption does not train them again."""
+    import hashlib
+
+    from pipeline.store import atomic_file
+
+    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=float).encode()).hexdigest()[:12]
+    path = work / "scale_validation" / f"{scale}_{digest}.json"
+    if path.exists():
+        _log(f"{scale} scale: cached in {path}")
+        return json.loads(path.read_text())
+    result = compute()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(json.dumps(result, default=float))
+    return result
+
+
 def _save(work: Path, figures: dict) -> None:
     (work / "scale_figures.json").write_text(json.dumps(figures, indent=2, default=float))
 
@@ -131,9 +150,15 @@ def run(quick: bool = False) -> dict:
     figures["validation_seeds"] = seeds
     _save(work, figures)
 
+    only = os.environ.get("CURAMIX_MIXING_SCALE_ONLY")  # "large" | "proxy": one scale (two processes at once)
+    key = [candidates, seeds, steps, large_tokens, LARGE_MODEL, PROXIES]
+    if only == "proxy":
+        _cached(work, "proxy", key, lambda: validation_runs(bins, spec.proxies, candidates, steps=steps,
+                                                              seeds=seeds, progress=_log))
+        return figures
     t = time.perf_counter()
-    large = larger_scale_validation(bins, spec.proxies, candidates, cfg.validation, seeds=seeds, steps=steps,
-                                    progress=_log)
+    large = _cached(work, "large", key, lambda: larger_scale_validation(
+        bins, spec.proxies, candidates, cfg.validation, seeds=seeds, steps=steps, progress=_log))
     figures["timings_s"]["larger_scale"] = round(time.perf_counter() - t, 1)
     figures["larger_scale"] = _scale_figures(large["runs"], cfg.validation.baselines)
     figures["larger_scale"] |= {"non_embedding_params": large["non_embedding_params"],
@@ -146,7 +171,10 @@ def run(quick: bool = False) -> dict:
     _save(work, figures)
     t = time.perf_counter()
     _log(f"proxy scale: {len(candidates)} mixtures x {SEEDS} seeds x {steps} steps")
-    small = validation_runs(bins, spec.proxies, candidates, steps=steps, seeds=seeds, progress=_log)
+    if only == "large":
+        return figures
+    small = _cached(work, "proxy", key, lambda: validation_runs(bins, spec.proxies, candidates, steps=steps,
+                                                                  seeds=seeds, progress=_log))
     figures["timings_s"]["proxy_scale"] = round(time.perf_counter() - t, 1)
     figures["proxy_scale"] = _scale_figures(small, cfg.validation.baselines)
     _save(work, figures)
