@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from bench.bench_mixing_e2e import PROXIES, _log, _spec_body, prepare_bins, sweep_results
+from bench.bench_mixing_e2e import PROXIES, SWEEP_SAMPLER, _log, _spec_body, prepare_bins
 
 # Sized for a 2-core machine shared with four other jobs (a proxy step ran 0.2-0.6 s there): 24 proxies of
 # 100 steps (205k tokens), not bench_mixing_e2e's 64 of 200; on a quiet machine raise both.
@@ -41,6 +41,10 @@ LARGE_MODEL = {"n_layers": 4, "d_model": 128, "n_heads": 4, "d_ff": 320, "seq_le
 # parameters would deserve more data (RegMix's 1B-token proxies trained 1B models on 25B tokens).
 LARGE_TOKENS = STEPS * 32 * 64
 MIN_RATIO = 8.0
+# Validation tokens per domain: the sweep's targets read the first 16k, the validation runs are scored on the
+# next 16k (bench_mixing_e2e reads 32k + 32k; scoring cost as much as training here).
+EVAL_TOKENS = 16384
+QUICK = {"steps": 30, "n_sweep": 12, "large_steps": 40}
 BASELINES = ["uniform", "natural", "temperature"]
 
 
@@ -49,6 +53,7 @@ def _scale_spec(work: Path, steps: int, large_tokens: int) -> Path:
     body["mixing"]["regmix"] = {"num_samples": 1_000_000, "top_k": 100}  # regressor: auto, the default
     # Eager: on a loaded single thread, compiling three graphs (sweep, both validation models) costs minutes.
     body["proxies"]["train"]["compile"] = False
+    body["proxies"]["train"]["eval_tokens"] = EVAL_TOKENS
     body["mixing"]["validation"] = {"enabled": True, "baselines": BASELINES, "seeds": SEEDS,
                                     "model": LARGE_MODEL, "tokens": large_tokens}
     path = work / "spec_scale.yaml"
@@ -93,6 +98,48 @@ def _cached(work: Path, scale: str, key: list, compute):
     return result
 
 
+def sweep_table(spec, root, bins, *, n_sweep: int, steps: int, parts: list[list[int]]):
+    """The RegMix sweep's results: ``n_sweep`` mixtures from the sampler, one seed for all (members are
+    independent: a part trained in another process, CURAMIX_MIXING_SCALE_ONLY=sweep:I-J, is the same as in one
+    population); every part cached in the sweep's folder, members [I, J) of it."""
+    import hashlib
+
+    import polars as pl
+
+    from mixers.regmix import sample_mixtures
+    from pipeline.store import atomic_file
+    from proxies.population import train_population
+
+    key = hashlib.sha256(json.dumps([PROXIES, SWEEP_SAMPLER, steps, EVAL_TOKENS], sort_keys=True).encode()).hexdigest()[:10]
+    folder = root.root / "proxy_runs" / f"scale_sweep_{n_sweep}x{steps}_{key}"
+    W = sample_mixtures(bins.prior(), n_sweep, seed=spec.seed_for("proxy_runs"), **SWEEP_SAMPLER)
+    tables = []
+    for i, j in parts:
+        path = folder / f"members_{i}_{j}.parquet"
+        if not path.exists():
+            # Members already trained by other processes are read, the rest trained here.
+            done = [pl.read_parquet(f) for f in sorted(folder.glob("members_*.parquet"))] if folder.exists() else []
+            have = set().union(*[set(t["run_id"].to_list()) for t in done]) if done else set()
+            todo = [m for m in range(i, j) if f"m{m}" not in have]
+            if todo:
+                _log(f"sweep: members {todo[0]}..{todo[-1]} ({len(todo)}) x {steps} steps")
+                t = train_population(bins, W[todo], spec.proxies, spec.seed_for("proxy_runs") % 2**31,
+                                     run_ids=[f"m{m}" for m in todo], progress=_log)
+                path = folder / f"members_{todo[0]}_{todo[-1] + 1}.parquet"
+                path.parent.mkdir(parents=True, exist_ok=True)
+                with atomic_file(path) as tmp:
+                    t.write_parquet(tmp)
+        tables = [pl.read_parquet(f) for f in sorted(folder.glob("members_*.parquet"))]
+    table = pl.concat(tables, how="diagonal_relaxed").unique("run_id", keep="first", maintain_order=True)
+    table = table.filter(pl.col("run_id").is_in([f"m{m}" for m in range(n_sweep)]))
+    return table.sort(pl.col("run_id").str.slice(1).cast(pl.Int64))  # m0, m1, ...: the order one population gives
+
+
+def _merge(parts: list[dict]) -> dict:
+    """Validation results of one mixture each, as one ``validation_runs`` result."""
+    return {name: entry for part in parts for name, entry in part.items()}
+
+
 def _save(work: Path, figures: dict) -> None:
     (work / "scale_figures.json").write_text(json.dumps(figures, indent=2, default=float))
 
@@ -115,17 +162,24 @@ def run(quick: bool = False) -> dict:
     torch.set_num_threads(1)
     work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
     work.mkdir(parents=True, exist_ok=True)
-    steps = 30 if quick else STEPS
-    n_sweep = 12 if quick else N_SWEEP
-    large_tokens = 40 * 32 * 64 if quick else LARGE_TOKENS
+    steps = QUICK["steps"] if quick else STEPS
+    n_sweep = QUICK["n_sweep"] if quick else N_SWEEP
+    large_tokens = QUICK["large_steps"] * 32 * 64 if quick else LARGE_TOKENS
     spec = load_spec(_scale_spec(work, steps, large_tokens))
     root = DataRoot(spec.data_root)
     figures: dict = {"steps": steps, "n_sweep": n_sweep, "seeds": SEEDS, "proxies": PROXIES,
                      "large_model": LARGE_MODEL, "large_tokens": large_tokens, "timings_s": {}}
     t0 = time.perf_counter()
     bins, meta = prepare_bins(spec, root, figures)
-    sweep_file = sweep_results(spec, root, bins, n_sweep=n_sweep, steps=steps, figures=figures)
-    runs = proxy_runs_from_table(pl.read_parquet(sweep_file), bins.domains)
+    only = os.environ.get("CURAMIX_MIXING_SCALE_ONLY")
+    if only and only.startswith("sweep:"):
+        part = [int(x) for x in only.split(":")[1].split("-")]
+        sweep_table(spec, root, bins, n_sweep=n_sweep, steps=steps, parts=[part])
+        return figures
+    t = time.perf_counter()
+    table = sweep_table(spec, root, bins, n_sweep=n_sweep, steps=steps, parts=[[0, n_sweep]])
+    figures["timings_s"]["sweep"] = round(time.perf_counter() - t, 1)
+    runs = proxy_runs_from_table(table, bins.domains)
 
     cfg = spec.mixing
     if quick:
@@ -150,15 +204,32 @@ def run(quick: bool = False) -> dict:
     figures["validation_seeds"] = seeds
     _save(work, figures)
 
-    only = os.environ.get("CURAMIX_MIXING_SCALE_ONLY")  # "large" | "proxy": one scale (two processes at once)
-    key = [candidates, seeds, steps, large_tokens, LARGE_MODEL, PROXIES]
-    if only == "proxy":
-        _cached(work, "proxy", key, lambda: validation_runs(bins, spec.proxies, candidates, steps=steps,
-                                                              seeds=seeds, progress=_log))
+    # CURAMIX_MIXING_SCALE_ONLY="large:regmix,natural" (or "proxy:..."): train only those, into the cache, so
+    # several processes can share the work; the run without it gathers the cache and trains what is missing.
+    key = [seeds, steps, large_tokens, LARGE_MODEL, PROXIES]
+    # The validation runs score the test slice (proxies.train.eval_tokens per domain, after the probe slice);
+    # the per-domain evaluation the trainer also does at the end of training reads the probe slice and is not
+    # used here, so it reads only 1,024 tokens (it cost as much as the training itself).
+    test_tokens = spec.proxies.train.eval_tokens
+    val_cfg = dataclasses.replace(spec.proxies, train=dataclasses.replace(spec.proxies.train, eval_tokens=1024))
+
+    def proxy_scale(names):
+        return _merge([_cached(work, "proxy", key + [n, candidates[n]], lambda n=n: validation_runs(
+            bins, val_cfg, {n: candidates[n]}, steps=steps, seeds=seeds, eval_tokens=test_tokens, progress=_log)) for n in names])
+
+    def larger_scale(names):
+        parts = [_cached(work, "large", key + [n, candidates[n]], lambda n=n: larger_scale_validation(
+            bins, val_cfg, {n: candidates[n]}, cfg.validation, seeds=seeds, steps=steps, eval_tokens=test_tokens,
+            progress=_log))
+            for n in names]
+        return parts[0] | {"runs": _merge([p["runs"] for p in parts])}
+
+    if only:
+        scale, names = only.split(":")
+        (proxy_scale if scale == "proxy" else larger_scale)(names.split(","))
         return figures
     t = time.perf_counter()
-    large = _cached(work, "large", key, lambda: larger_scale_validation(
-        bins, spec.proxies, candidates, cfg.validation, seeds=seeds, steps=steps, progress=_log))
+    large = larger_scale(list(candidates))
     figures["timings_s"]["larger_scale"] = round(time.perf_counter() - t, 1)
     figures["larger_scale"] = _scale_figures(large["runs"], cfg.validation.baselines)
     figures["larger_scale"] |= {"non_embedding_params": large["non_embedding_params"],
@@ -171,10 +242,7 @@ def run(quick: bool = False) -> dict:
     _save(work, figures)
     t = time.perf_counter()
     _log(f"proxy scale: {len(candidates)} mixtures x {SEEDS} seeds x {steps} steps")
-    if only == "large":
-        return figures
-    small = _cached(work, "proxy", key, lambda: validation_runs(bins, spec.proxies, candidates, steps=steps,
-                                                                  seeds=seeds, progress=_log))
+    small = proxy_scale(list(candidates))
     figures["timings_s"]["proxy_scale"] = round(time.perf_counter() - t, 1)
     figures["proxy_scale"] = _scale_figures(small, cfg.validation.baselines)
     _save(work, figures)
