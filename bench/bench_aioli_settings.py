@@ -85,6 +85,25 @@ def grouped_online(bins, proxies_cfg, a, *, groups: list[list[str]], steps: int,
             "final_mixtures": finals, "probe_steps": probes}
 
 
+def _load(work: Path, name: str, key: list):
+    path = work / "aioli_settings" / f"{name}.json"
+    if path.exists():
+        saved = json.loads(path.read_text())
+        if saved["key"] == json.loads(json.dumps(key, default=float)):
+            _log(f"{name}: cached in {path}")
+            return saved["entry"]
+    return None
+
+
+def _store(work: Path, name: str, key: list, entry: dict) -> None:
+    from pipeline.store import atomic_file
+
+    path = work / "aioli_settings" / f"{name}.json"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_file(path) as tmp:
+        Path(tmp).write_text(json.dumps({"key": key, "entry": entry}, default=float))
+
+
 def _paired(a: list[float], b: list[float]) -> dict:
     d = np.array(a) - np.array(b)
     return {"mean": float(d.mean()), "per_seed": d.tolist(),
@@ -125,15 +144,30 @@ def run(quick: bool = False) -> dict:
     seeds = [seed + 1000 + i for i in range(1 if quick else SEEDS)]
     figures["validation_seeds"] = seeds
     stratified: dict[int, dict] = {}
-    settings = SETTINGS[:1] if quick else SETTINGS
+    # CURAMIX_AIOLI_SETTINGS="a,b": only those settings (several processes can share the work; each setting's
+    # figures are kept in <work>/aioli_settings/, and a run finds there what another one measured).
+    wanted = os.environ.get("CURAMIX_AIOLI_SETTINGS")
+    settings = SETTINGS[:1] if quick else [s for s in SETTINGS if not wanted or s[0] in wanted.split(",")]
+    # The in-training evaluation of the uniform runs is not used (they are scored on the test slice).
+    test_tokens = spec.proxies.train.eval_tokens
+    val_cfg = dataclasses.replace(spec.proxies, train=dataclasses.replace(spec.proxies.train, eval_tokens=1024))
     for name, steps, groups, overrides in settings:
         steps = 30 if quick else steps
         t = time.perf_counter()
-        if steps not in stratified:
-            _log(f"stratified (uniform): {len(seeds)} seeds x {steps} steps")
-            stratified[steps] = validation_runs(bins, spec.proxies, {"uniform": [uniform[d] for d in bins.domains]},
-                                                steps=steps, seeds=seeds, progress=_log)["uniform"]
         a = dataclasses.replace(cfg.aioli, **({"update_steps": 15} if quick else overrides))
+        key = [name, steps, groups, dataclasses.asdict(a), seeds, PROXIES]
+        cached = _load(work, name, key)
+        if cached is not None:
+            figures["settings"][name] = cached
+            continue
+        if steps not in stratified:
+            stratified[steps] = _load(work, f"uniform_{steps}", [steps, seeds, PROXIES])
+        if stratified[steps] is None:
+            _log(f"stratified (uniform): {len(seeds)} seeds x {steps} steps")
+            stratified[steps] = validation_runs(bins, val_cfg, {"uniform": [uniform[d] for d in bins.domains]},
+                                                steps=steps, seeds=seeds, eval_tokens=test_tokens,
+                                                progress=_log)["uniform"]
+            _store(work, f"uniform_{steps}", [steps, seeds, PROXIES], stratified[steps])
         _log(f"{name}: aioli online, {len(seeds)} seeds x {steps} steps")
         if groups:
             online = grouped_online(bins, spec.proxies, a, groups=groups, steps=steps, seeds=seeds)
@@ -150,9 +184,11 @@ def run(quick: bool = False) -> dict:
             "aioli_minus_uniform": _paired(online["per_seed_average"], base["per_seed_average"]),
             "per_domain_gap": {d: online["losses"][d] - base["losses"][d] for d in bins.domains},
             "final_mixtures": online["final_mixtures"], "seconds": round(time.perf_counter() - t, 1)}
+        _store(work, name, key, figures["settings"][name])
         p = figures["settings"][name]["aioli_minus_uniform"]
         _log(f"{name}: aioli - uniform {p['mean']:+.4f} ± {p['stderr'] or 0:.4f} ({p['seeds_better']}/{p['seeds']})")
-        (work / "aioli_settings_figures.json").write_text(json.dumps(figures, indent=2, default=float))
+        if not wanted:
+            (work / "aioli_settings_figures.json").write_text(json.dumps(figures, indent=2, default=float))
     wins = [n for n, s in figures["settings"].items()
             if s["aioli_minus_uniform"]["seeds_better"] == s["aioli_minus_uniform"]["seeds"]
             and s["aioli_minus_uniform"]["mean"] < 0]
