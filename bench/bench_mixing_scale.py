@@ -176,33 +176,53 @@ def run(quick: bool = False) -> dict:
         part = [int(x) for x in only.split(":")[1].split("-")]
         sweep_table(spec, root, bins, n_sweep=n_sweep, steps=steps, parts=[part])
         return figures
-    t = time.perf_counter()
-    table = sweep_table(spec, root, bins, n_sweep=n_sweep, steps=steps, parts=[[0, n_sweep]])
-    figures["timings_s"]["sweep"] = round(time.perf_counter() - t, 1)
-    runs = proxy_runs_from_table(table, bins.domains)
-
     cfg = spec.mixing
     if quick:
         cfg = dataclasses.replace(cfg, regmix=dataclasses.replace(cfg.regmix, num_samples=100_000))
     inputs = mixing_inputs(available_tokens(meta), cfg, budget_tokens=spec.output.total_tokens,
                            max_epochs=spec.output.max_epochs)
     seed = spec.seed_for("mixing") % 2**31
-    t = time.perf_counter()
-    out = choose_regmix(runs, inputs, cfg, seed=seed)
-    figures["regmix"] = {"regressor": cfg.regmix.regressor, "mixture": out.mixture, "predicted": out.predicted,
-                         "heldout_spearman": out.quality["combined"]["spearman"],
-                         "choices": {t_: c["chosen"] for t_, c in out.details["regressor_choice"].items()},
-                         "cv_spearman": {t_: c["cv_spearman"] for t_, c in out.details["regressor_choice"].items()},
-                         "notes": out.notes, "seconds": round(time.perf_counter() - t, 1)}
-    _log(f"regmix auto: {figures['regmix']['choices']}; {({d: round(w, 3) for d, w in out.mixture.items()})}")
-    candidates = {"regmix": [out.mixture[d] for d in bins.domains]}
-    for name in BASELINES:
-        mix = inputs.baselines([name], cfg.temperature)[name]
-        candidates[name] = [mix[d] for d in bins.domains]
+
+    # Baselines do not depend on the sweep: their validation runs can start before it ends.
+    baselines_only = bool(only) and only.split(":")[0] in ("large", "proxy") and "regmix" not in only
+    if baselines_only:
+        table = runs = None
+    else:
+        t = time.perf_counter()
+        table = sweep_table(spec, root, bins, n_sweep=n_sweep, steps=steps, parts=[[0, n_sweep]])
+        figures["timings_s"]["sweep"] = round(time.perf_counter() - t, 1)
+        runs = proxy_runs_from_table(table, bins.domains)
+
+    def choose() -> dict:
+        t = time.perf_counter()
+        out = choose_regmix(runs, inputs, cfg, seed=seed)
+        regmix = {"regressor": cfg.regmix.regressor, "mixture": out.mixture, "predicted": out.predicted,
+                  "heldout_spearman": out.quality["combined"]["spearman"],
+                  "choices": {t_: c["chosen"] for t_, c in out.details["regressor_choice"].items()},
+                  "cv_spearman": {t_: c["cv_spearman"] for t_, c in out.details["regressor_choice"].items()},
+                  "notes": out.notes, "seconds": round(time.perf_counter() - t, 1)}
+        candidates = {"regmix": [out.mixture[d] for d in bins.domains]}
+        for name in BASELINES:
+            mix = inputs.baselines([name], cfg.temperature)[name]
+            candidates[name] = [mix[d] for d in bins.domains]
+        return {"regmix": regmix, "candidates": candidates}
+
+    # The choice is deterministic; kept in the work folder so that worker processes do not redo the search.
+    if baselines_only:
+        candidates = {}
+        for name in BASELINES:
+            mix = inputs.baselines([name], cfg.temperature)[name]
+            candidates[name] = [mix[d] for d in bins.domains]
+    else:
+        chosen = _cached(work, "choice", [table.to_dicts(), seed, dataclasses.asdict(cfg.regmix)], choose)
+        figures["regmix"], candidates = chosen["regmix"], chosen["candidates"]
+        _log(f"regmix auto: {figures['regmix']['choices']}; {figures['regmix']['mixture']}")
     figures["mixtures"] = {n: dict(zip(bins.domains, v)) for n, v in candidates.items()}
     seeds = [seed + 1000 + i for i in range(SEEDS)]
     figures["validation_seeds"] = seeds
     _save(work, figures)
+    if only == "choose":
+        return figures
 
     # CURAMIX_MIXING_SCALE_ONLY="large:regmix,natural" (or "proxy:..."): train only those, into the cache, so
     # several processes can share the work; the run without it gathers the cache and trains what is missing.
@@ -224,7 +244,7 @@ def run(quick: bool = False) -> dict:
             for n in names]
         return parts[0] | {"runs": _merge([p["runs"] for p in parts])}
 
-    if only:
+    if only:  # "large:..." or "proxy:..."
         scale, names = only.split(":")
         (proxy_scale if scale == "proxy" else larger_scale)(names.split(","))
         return figures
