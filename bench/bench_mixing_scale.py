@@ -19,6 +19,7 @@ still leaves its numbers.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import time
@@ -82,12 +83,9 @@ def per_domain_gaps(val: dict, chosen: str, baselines: list[str]) -> dict:
 def _cached(work: Path, scale: str, key: list, compute):
     """One scale's validation runs, kept in the work folder by what they depend on: the two scales can run in
     two processes at once, and a re-run after an interruption does not train them again."""
-    import hashlib
-
     from pipeline.store import atomic_file
 
-    digest = hashlib.sha256(json.dumps(key, sort_keys=True, default=float).encode()).hexdigest()[:12]
-    path = work / "scale_validation" / f"{scale}_{digest}.json"
+    path = work / "scale_validation" / f"{scale}_{_digest(key)}.json"
     if path.exists():
         _log(f"{scale} scale: cached in {path}")
         return json.loads(path.read_text())
@@ -102,8 +100,6 @@ def sweep_table(spec, root, bins, *, n_sweep: int, steps: int, parts: list[list[
     """The RegMix sweep's results: ``n_sweep`` mixtures from the sampler, one seed for all (members are
     independent: a part trained in another process, CURAMIX_MIXING_SCALE_ONLY=sweep:I-J, is the same as in one
     population); every part cached in the sweep's folder, members [I, J) of it."""
-    import hashlib
-
     import polars as pl
 
     from mixers.regmix import sample_mixtures
@@ -133,6 +129,18 @@ def sweep_table(spec, root, bins, *, n_sweep: int, steps: int, parts: list[list[
     table = pl.concat(tables, how="diagonal_relaxed").unique("run_id", keep="first", maintain_order=True)
     table = table.filter(pl.col("run_id").is_in([f"m{m}" for m in range(n_sweep)]))
     return table.sort(pl.col("run_id").str.slice(1).cast(pl.Int64))  # m0, m1, ...: the order one population gives
+
+
+def _digest(key: list) -> str:
+    return hashlib.sha256(json.dumps(key, sort_keys=True, default=float).encode()).hexdigest()[:12]
+
+
+def _join_seeds(entries: list[dict]) -> dict:
+    """One mixture's validation entries of one seed each, as the entry of all the seeds in that order."""
+    losses = {d: float(np.mean([e["losses"][d] for e in entries])) for d in entries[0]["losses"]}
+    return entries[0] | {"losses": losses, "average": float(np.mean(list(losses.values()))),
+                         "per_seed_average": [x for e in entries for x in e["per_seed_average"]],
+                         "seeds": [x for e in entries for x in e["seeds"]]}
 
 
 def _merge(parts: list[dict]) -> dict:
@@ -237,15 +245,29 @@ def run(quick: bool = False) -> dict:
         return _merge([_cached(work, "proxy", key + [n, candidates[n]], lambda n=n: validation_runs(
             bins, val_cfg, {n: candidates[n]}, steps=steps, seeds=seeds, eval_tokens=test_tokens, progress=_log)) for n in names])
 
+    def large_run(n, run_seeds):
+        return larger_scale_validation(bins, val_cfg, {n: candidates[n]}, cfg.validation, seeds=run_seeds,
+                                       steps=steps, eval_tokens=test_tokens, progress=_log)
+
     def larger_scale(names):
-        parts = [_cached(work, "large", key + [n, candidates[n]], lambda n=n: larger_scale_validation(
-            bins, val_cfg, {n: candidates[n]}, cfg.validation, seeds=seeds, steps=steps, eval_tokens=test_tokens,
-            progress=_log))
-            for n in names]
+        parts = []
+        for n in names:
+            # One process per seed (CURAMIX_MIXING_SCALE_ONLY=large:regmix@0): their caches are gathered here.
+            per_seed = [work / "scale_validation" / f"large_{_digest(key + [n, candidates[n], s])}.json"
+                        for s in seeds]
+            if all(f.exists() for f in per_seed):
+                one = [json.loads(f.read_text()) for f in per_seed]
+                parts.append(one[0] | {"runs": {n: _join_seeds([o["runs"][n] for o in one])}})
+                continue
+            parts.append(_cached(work, "large", key + [n, candidates[n]], lambda n=n: large_run(n, seeds)))
         return parts[0] | {"runs": _merge([p["runs"] for p in parts])}
 
     if only:  # "large:..." or "proxy:..."
         scale, names = only.split(":")
+        if "@" in names:  # one mixture, one seed
+            n, i = names.split("@")
+            _cached(work, "large", key + [n, candidates[n], seeds[int(i)]], lambda: large_run(n, [seeds[int(i)]]))
+            return figures
         (proxy_scale if scale == "proxy" else larger_scale)(names.split(","))
         return figures
     t = time.perf_counter()
