@@ -4,17 +4,20 @@ On the real corpora (../shared/corpora, the 10 domains of bench/bench_mixing_e2e
 token bins and sweep code this reuses; work folder ``CURAMIX_MIXING_E2E_DIR``, default /tmp/curamix_mixing_e2e):
 1. a RegMix sweep of ``N_SWEEP`` proxies (cached);
 2. the mixture RegMix chooses with the default ``regressor: auto`` (the spec's own `mixing` section);
-3. the chosen mixture and uniform, natural and temperature (T=2) trained at a larger scale first (the goal's
-   measurement, so a run cut short still has it) and then at proxy scale (``validation_runs``,
-   the proxies' steps) and at a larger scale (``larger_scale_validation`` with the spec's
-   ``mixing.validation.model`` and ``validation.tokens``: at least 8x the proxies' non-embedding parameters),
-   ``SEEDS`` paired seeds each (same initialization and data stream per seed, only the mixture differs);
+3. the chosen mixture and uniform, natural and temperature (T=2) trained with the spec's
+   ``mixing.validation.model`` on ``validation.tokens`` (``larger_scale_validation``: at least 8x the proxies'
+   non-embedding parameters; first, as it is the goal's measurement) and at proxy scale (``validation_runs``,
+   the proxies' steps), ``SEEDS`` paired seeds each (same initialization and data stream per seed, only the
+   mixture differs);
 4. per scale: mean held-out loss on the test slice no mixer has read, paired per-seed differences of the chosen
    mixture against each baseline (mean, standard error, seeds better), and per-domain losses, so that where the
    proxies' choice does not carry over, the domains that flip are named.
 
 Every phase's figures are written to ``<work>/scale_figures.json`` as soon as they exist, so a run cut short
-still leaves its numbers.
+still leaves its numbers. Every phase's results are cached in the work folder (sweep by parts, the choice, each
+mixture's runs at each scale), so the work can be spread over processes with ``CURAMIX_MIXING_SCALE_ONLY``
+(``sweep:0-8``, ``choose``, ``large:uniform``, ``large:regmix@0`` for one seed, ``proxy:natural``); the plain
+command gathers what is cached and trains the rest.
 """
 
 from __future__ import annotations
@@ -39,7 +42,7 @@ SEEDS = 3
 # 82,240 (2 layers, d_model 64, d_ff 128). Same context and batch, so the token budget is steps x 2,048.
 LARGE_MODEL = {"n_layers": 4, "d_model": 128, "n_heads": 4, "d_ff": 320, "seq_len": 64}
 # The larger model trains on the proxies' tokens (100 steps of 32 x 64): the CPU budget bounds it; more
-# parameters would deserve more data (RegMix's 1B-token proxies trained 1B models on 25B tokens).
+# parameters would deserve more data.
 LARGE_TOKENS = STEPS * 32 * 64
 MIN_RATIO = 8.0
 # Validation tokens per domain: the sweep's targets read the first 16k, the validation runs are scored on the
