@@ -129,38 +129,18 @@ def _log(msg: str) -> None:
     print(f"[{time.strftime('%H:%M:%S')}] {msg}", flush=True)
 
 
-def run(quick: bool = False) -> dict:
-    from mixers.choose import choose_regmix, mixing_inputs
-    from proxies.online import validation_runs
-    from mixers.proxy_table import proxy_runs_from_table
-    from mixers.regmix import sample_mixtures
-    from mixers.report import paired_differences
-    from mixers.stage import aioli_online_validation, available_tokens, choose_aioli
-    from pipeline.spec import load_spec
+def prepare_bins(spec, root, figures: dict):
+    """Staging, the tokenizer and the token bins (each skipped when already in the work folder)."""
     from pipeline.staging import stage_domain
-    from pipeline.store import DataRoot
     from proxies.bins import Bins, build_bins
-    from proxies.population import train_population
     from proxies.tokenizer import sample_training_texts, save_tokenizer, train_tokenizer
 
-    work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
-    work.mkdir(parents=True, exist_ok=True)
-    steps = 30 if quick else PROXIES["train"]["steps"]
-    n_sweep = 12 if quick else N_SWEEP
-    seeds = 1 if quick else SEEDS
-    (work / "spec.yaml").write_text(yaml.safe_dump(_spec_body(work, steps), sort_keys=False))
-    spec = load_spec(work / "spec.yaml")
-    root = DataRoot(spec.data_root)
-    figures: dict = {"steps": steps, "n_sweep": n_sweep, "seeds": seeds, "proxies": PROXIES,
-                     "sweep_sampler": SWEEP_SAMPLER, "timings_s": {}}
     t0 = time.perf_counter()
-
     for d in spec.domains:
         if d not in root.domains("documents"):
             _log(f"staging {d}")
             stage_domain(spec, d, root=root)
     figures["timings_s"]["staging"] = round(time.perf_counter() - t0, 1)
-
     bins_dir = root.root / "token_bins"
     if not (bins_dir / "meta.json").exists():
         t = time.perf_counter()
@@ -175,6 +155,14 @@ def run(quick: bool = False) -> dict:
     bins = Bins.open(bins_dir)
     meta = json.loads((bins_dir / "meta.json").read_text())
     figures["domains"] = {d: {k: meta["domains"][d][k] for k in ("train_tokens", "val_tokens")} for d in bins.domains}
+    return bins, meta
+
+
+def sweep_results(spec, root, bins, *, n_sweep: int, steps: int, figures: dict) -> Path:
+    """The RegMix sweep's results table: ``n_sweep`` sampled mixtures trained as one population (cached by
+    the proxies' settings, the sampler and the steps)."""
+    from mixers.regmix import sample_mixtures
+    from proxies.population import train_population
 
     key = hashlib.sha256(json.dumps([PROXIES, SWEEP_SAMPLER, steps], sort_keys=True).encode()).hexdigest()[:10]
     sweep_file = root.root / "proxy_runs" / f"sweep_{n_sweep}x{steps}_{key}" / "results.parquet"
@@ -187,6 +175,32 @@ def run(quick: bool = False) -> dict:
         sweep_file.parent.mkdir(parents=True, exist_ok=True)
         table.write_parquet(sweep_file)
         figures["timings_s"]["sweep"] = round(time.perf_counter() - t, 1)
+    return sweep_file
+
+
+def run(quick: bool = False) -> dict:
+    from mixers.choose import choose_regmix, mixing_inputs
+    from proxies.online import validation_runs
+    from mixers.proxy_table import proxy_runs_from_table
+    from mixers.report import paired_differences
+    from mixers.stage import aioli_online_validation, available_tokens, choose_aioli
+    from pipeline.spec import load_spec
+    from pipeline.store import DataRoot
+
+    work = Path(os.environ.get("CURAMIX_MIXING_E2E_DIR", "/tmp/curamix_mixing_e2e"))
+    work.mkdir(parents=True, exist_ok=True)
+    steps = 30 if quick else PROXIES["train"]["steps"]
+    n_sweep = 12 if quick else N_SWEEP
+    seeds = 1 if quick else SEEDS
+    (work / "spec.yaml").write_text(yaml.safe_dump(_spec_body(work, steps), sort_keys=False))
+    spec = load_spec(work / "spec.yaml")
+    root = DataRoot(spec.data_root)
+    figures: dict = {"steps": steps, "n_sweep": n_sweep, "seeds": seeds, "proxies": PROXIES,
+                     "sweep_sampler": SWEEP_SAMPLER, "timings_s": {}}
+    t0 = time.perf_counter()
+
+    bins, meta = prepare_bins(spec, root, figures)
+    sweep_file = sweep_results(spec, root, bins, n_sweep=n_sweep, steps=steps, figures=figures)
     if os.environ.get("CURAMIX_MIXING_E2E_STOP_AFTER") == "sweep":
         return figures
     table = pl.read_parquet(sweep_file)

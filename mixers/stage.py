@@ -118,6 +118,7 @@ def aioli_online_validation(bins, proxies_cfg, inputs: MixingInputs, cfg, *, ste
 
 
 def larger_scale_validation(bins, proxies_cfg, candidates: dict, v, *, seeds: list[int], steps: int,
+                            eval_tokens: int | None = None,
                             progress: Callable[[str], None] | None = None) -> dict:
     """The same mixtures and seeds trained with ``v.model`` on ``v.tokens`` tokens: does the choice made with
     small proxies still hold for a larger model? Returns ``{"runs": validation_runs(...), "model": ...,
@@ -132,7 +133,8 @@ def larger_scale_validation(bins, proxies_cfg, candidates: dict, v, *, seeds: li
     if progress:
         progress(f"validation at a larger scale: {big:,} non-embedding parameters ({big / small:.1f}x the "
                  f"proxies'), {large_steps} steps")
-    runs = validation_runs(bins, cfg, candidates, steps=large_steps, seeds=seeds, progress=progress)
+    runs = validation_runs(bins, cfg, candidates, steps=large_steps, seeds=seeds, eval_tokens=eval_tokens,
+                           progress=progress)
     return {"runs": runs, "model": dataclasses.asdict(v.model), "non_embedding_params": big,
             "proxy_non_embedding_params": small, "ratio_to_proxies": big / small, "steps": large_steps}
 

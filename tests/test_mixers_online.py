@@ -96,3 +96,24 @@ def test_larger_scale_validation_trains_the_same_mixtures_with_the_larger_model(
                          baselines={}, caps={d: 1.0 for d in "abc"}, epochs={d: 1.0 for d in "abc"},
                          validation_large=out)
     assert f"{out['ratio_to_proxies']:.1f}x the proxies'" in md and "below the 8x" not in md
+
+
+def test_larger_scale_validation_scores_the_test_slice_it_is_given():
+    """``eval_tokens`` sets the test slice the larger model is scored on, as ``validation_runs`` reads it; the
+    trainer's own in-training evaluation (proxies.train.eval_tokens) does not change the scores."""
+    import dataclasses
+
+    from mixers.stage import larger_scale_validation
+    from pipeline.config.mixing import ValidationSettings
+
+    bins = _bins()
+    big = ModelConfig(n_layers=2, d_model=48, n_heads=2, d_ff=96, seq_len=16)
+    v = ValidationSettings(model=big, tokens=6 * 2 * 16)
+    mixes = {"uniform": [1 / 3] * 3}
+    small_eval = dataclasses.replace(CFG, train=dataclasses.replace(CFG.train, eval_tokens=32))
+    default = larger_scale_validation(bins, CFG, mixes, v, seeds=[0], steps=6)
+    given = larger_scale_validation(bins, small_eval, mixes, v, seeds=[0], steps=6,
+                                    eval_tokens=CFG.train.eval_tokens)
+    other = larger_scale_validation(bins, CFG, mixes, v, seeds=[0], steps=6, eval_tokens=32)
+    assert given["runs"]["uniform"]["losses"] == default["runs"]["uniform"]["losses"]
+    assert other["runs"]["uniform"]["losses"] != default["runs"]["uniform"]["losses"]
