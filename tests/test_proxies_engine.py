@@ -114,6 +114,7 @@ def test_population_boundaries_come_from_the_spec_not_the_engine(spec, tmp_path)
     assert {t.settings.torch_threads for t in stage.plan()} == {2}
 
 
+@pytest.mark.slow
 def test_proxy_runs_are_byte_identical_under_inline_and_local_engines(spec):
     inline = fresh_runs(spec, engine="inline")
     assert {"s1/results.parquet", "s1/meta.json", "s2/results.parquet", "s2/meta.json", "loss_curves.png"} <= set(inline)
