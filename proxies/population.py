@@ -210,7 +210,7 @@ def chunk_sizes(n: int, limit: int) -> list[int]:
 
 
 # What one CPU population may hold while it trains (issue 12: the demo's whole run under 1.5 GB).
-CPU_POPULATION_BYTES = 512 << 20
+CPU_POPULATION_BYTES = 384 << 20
 
 
 def auto_chunk(config: ProxiesConfig, vocab_size: int, device: torch.device) -> int:
