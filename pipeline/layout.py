@@ -157,3 +157,30 @@ class Layout:
         names = {getattr(self, a).relative_to(self.root).parts[0] for a, v in vars(Layout).items()
                  if isinstance(v, property)}
         return sorted(names)
+
+    # -- proxies (x13) ----------------------------------------------------------------------------------------
+    @property
+    def tokenizer_meta(self) -> Path:
+        return self.tokenizer_dir / "meta.json"
+
+    @property
+    def reference_bins(self) -> Path:
+        """The bins the reference proxy trains on (the curated pool's, not the sweep's)."""
+        return self.reference_proxy / "bins"
+
+    def proxy_sweep(self, sweep: str) -> Path:
+        """One sweep's ``results.parquet`` and ``meta.json``."""
+        return self.proxy_runs / sweep
+
+    @property
+    def proxy_runs_work(self) -> Path:
+        """Sweeps' finished populations until they are gathered (kept across crashes; outside ``proxy_runs``,
+        whose Parquet files the mixers read)."""
+        return self.work_dir("proxy_runs")
+
+    def proxy_sweep_work(self, sweep: str) -> Path:
+        return self.proxy_runs_work / sweep
+
+    @property
+    def proxy_loss_curves(self) -> Path:
+        return self.proxy_runs / "loss_curves.png"

@@ -35,9 +35,9 @@ from pipeline.engine.parts import text_batches
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
-from pipeline.store import DataRoot, atomic_dir, write_json
+from pipeline.store import DataRoot, atomic_dir, file_sha256, write_json
 from pipeline.diskspace import longest_token_bytes, min_token_bytes, require_free
-from proxies.tokenizer import encode_batch, eot_id, token_dtype
+from proxies.tokenizer import encode_batch, eot_id, load_tokenizer, token_dtype
 
 META = "meta.json"
 
@@ -340,4 +340,16 @@ def build_bins(root: DataRoot, stage: str, domains: list[str], out_dir: str | os
     return meta
 
 
-__all__ = ["Bins", "TokenBinsStage", "build_bins", "bins_outcome", "check_split_and_sizes", "split_order", "n_validation", "read_target_texts", "META"]
+def build_token_bins(spec, *, progress: Callable[[str], None] | None = None) -> StageOutcome:
+    """The `token_bins` stage: the pruned pool's bins (and the spec's target sets) for the sweeps and the mixers."""
+    root, cfg = DataRoot(spec.data_root), spec.proxies
+    layout = root.layout
+    targets = [(t.name, read_target_texts(t, spec.path.parent)) for t in cfg.targets]
+    meta = build_bins(root, "pruned", spec.domains, layout.token_bins, tokenizer=load_tokenizer(layout.tokenizer_json),
+                      tokenizer_sha256=file_sha256(layout.tokenizer_json), validation_fraction=cfg.validation_fraction,
+                      min_validation_docs=cfg.min_validation_docs, max_train_tokens=cfg.max_train_tokens_per_domain,
+                      seed=spec.seed_for("token_bins"), targets=targets, progress=progress, execution=spec.execution)
+    return bins_outcome(meta, layout.token_bins)
+
+
+__all__ = ["Bins", "TokenBinsStage", "build_bins", "build_token_bins", "bins_outcome", "check_split_and_sizes", "split_order", "n_validation", "read_target_texts", "META"]

@@ -355,6 +355,9 @@ def score_stage(root: DataRoot, stage: str, domains: list[str], *, tokenizer: To
 
 
 # -- the difficulty_scores asset ------------------------------------------------------------------------------
+SKIP_REASON = "no configured step reads it (only pruning.method seta reads the difficulty scores)"
+
+
 def scores_read_by(spec) -> str | None:
     """The configured step that reads the difficulty scores (and so the reference proxy), or None."""
     pruning = spec.pruning
@@ -378,7 +381,7 @@ def difficulty_scores_outcome(spec, *, progress: Callable[[str], None] | None = 
     root = DataRoot(spec.data_root)
     layout = root.layout
     if not scores_read_by(spec):
-        reason = "no configured step reads it (only pruning.method seta reads the difficulty scores)"
+        reason = SKIP_REASON
         _empty_scores(layout, {"skipped": reason})
         if progress:
             progress(f"skipped: {reason}")
