@@ -19,17 +19,6 @@ PACKAGES = ("assets", "mixers", "pipeline", "proxies")
 LAYOUT_FILE = REPO / "pipeline" / "layout.py"
 NAMES = frozenset(Layout.at("/data").top_level_names())
 
-# Offenders in areas converted by other branches of this session (c12, p12, x13) that had not merged when this
-# guard was written: the coordinator empties this list after merging them. Entries are "path: what" (no line
-# number, so that edits elsewhere in the file do not move them).
-KNOWN: frozenset[str] = frozenset({
-    'assets/proxies.py: / "proxy_runs"',  # x13
-    'assets/proxies.py: / "reference_proxy"',  # p12
-    'assets/proxies.py: / "token_bins"',  # x13
-    'assets/proxies.py: / "tokenizer"',  # x13, p12
-})
-
-
 def sources() -> list[Path]:
     return sorted(p for pkg in PACKAGES for p in (REPO / pkg).rglob("*.py") if p != LAYOUT_FILE)
 
@@ -85,16 +74,9 @@ def layout_offenders() -> list[tuple[str, int, str]]:
 
 
 def test_no_data_root_path_literal_outside_layout():
-    offenders = [f"{path}:{line}: {what}" for path, line, what in layout_offenders()
-                 if f"{path}: {what}" not in KNOWN]
+    offenders = [f"{path}:{line}: {what}" for path, line, what in layout_offenders()]
     assert not offenders, ("paths under the data root spelled out instead of taken from pipeline.layout.Layout "
                            "(add a name there):\n" + "\n".join(offenders))
-
-
-def test_known_offenders_are_still_there():
-    """An entry of KNOWN that was fixed must leave the list (else it would hide a new offender of that kind)."""
-    current = {f"{path}: {what}" for path, _, what in layout_offenders()}
-    assert not KNOWN - current, f"fixed, remove from KNOWN: {sorted(KNOWN - current)}"
 
 
 def test_guard_finds_each_kind_of_literal():
