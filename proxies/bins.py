@@ -27,11 +27,10 @@ from pathlib import Path
 
 import numpy as np
 import polars as pl
-import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
-from pipeline.engine.parts import text_batches
+from pipeline.engine.parts import parquet_row_group_runs, text_batches
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
@@ -162,7 +161,7 @@ class TokenBinsStage:
                           settings={"domain": domain, "row_groups": groups, "tokenizer_sha256": self.tokenizer_sha256},
                           seed=self.seed)
                 for domain in self.domains for i, f in enumerate(self.root.data_files(self.stage, [domain]))
-                for groups in row_group_runs(f, target_bytes=SHARD_BYTES)]
+                for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES)]
 
     def run_shard(self, task: ShardTask, out: Path) -> dict:
         tokenizer = _tokenizer(self.tokenizer_json)
@@ -216,20 +215,6 @@ SHARD_BYTES = 64 << 20
 # Text per tokenizer call in a shard. The tokenizer's encodings cost ~150 bytes per token (~60x the text), so this,
 # not the number of documents, bounds a shard's memory; 1 MiB still gives the tokenizer's threads many documents.
 TOKENIZE_BATCH_BYTES = 1 << 20
-
-
-def row_group_runs(path: Path, *, target_bytes: int) -> list[list[int]]:
-    """Consecutive row groups of a Parquet file, cut when a run reaches ``target_bytes`` (uncompressed)."""
-    meta = pq.ParquetFile(path).metadata
-    runs: list[list[int]] = [[]]
-    size = 0
-    for g in range(meta.num_row_groups):
-        if runs[-1] and size >= target_bytes:
-            runs.append([])
-            size = 0
-        runs[-1].append(g)
-        size += meta.row_group(g).total_byte_size
-    return runs if runs[0] else []
 
 
 _TOKENIZERS: dict[str, Tokenizer] = {}

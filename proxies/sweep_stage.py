@@ -20,8 +20,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -33,6 +32,7 @@ from pipeline.config.execution import ExecutionConfig
 from pipeline.config.proxies import ProxiesConfig, SweepConfig
 from pipeline.config.typed import to_plain
 from pipeline.engine import ShardTask, run_stage, shard_dir
+from pipeline.engine.parts import fixed_torch_threads
 from pipeline.store import atomic_dir, write_json
 from proxies.bins import Bins
 from proxies.population import auto_chunk, chunk_sizes, pick_device, train_population
@@ -79,17 +79,6 @@ class Population:
     torch_threads: int
 
 
-@contextmanager
-def torch_threads(n: int) -> Iterator[None]:
-    """torch's intra-op threads fixed to ``n`` for a block (restored after: an inline shard runs in the caller)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(n)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 @dataclass
 class SweepStage:
     bins_dir: Path
@@ -124,7 +113,7 @@ class SweepStage:
     def run_shard(self, task: ShardTask, out: Path) -> dict:
         population: Population = task.settings
         started = time.perf_counter()
-        with torch_threads(population.torch_threads):
+        with fixed_torch_threads(population.torch_threads):
             table = train_population(Bins.open(self.bins_dir), np.array(population.mixtures), population.config,
                                      list(population.seeds), run_ids=list(population.run_ids))
         # train_population numbers members from 0; the sweep's numbering continues across populations.
@@ -188,4 +177,4 @@ def run_sweep(sweep: SweepConfig, *, config: ProxiesConfig, bins_dir: Path, out_
 
 
 __all__ = ["SweepStage", "Population", "SweepRun", "run_sweep", "run_ids", "sweep_fingerprint", "population_limit",
-           "torch_threads", "SweepSampler"]
+           "SweepSampler"]

@@ -124,24 +124,36 @@ def _actor_options(config: RayConfig) -> dict:
 
 
 def map_ray_actors(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
-    """The tasks of a stage with worker state on a pool of ``ShardWorker`` actors; yields in task order. Tasks
-    go to whichever actor is free; on the first failure (in task order) every actor is killed (nothing keeps
+    """The tasks of a stage with worker state on a pool of ``ShardWorker`` actors; yields in task order. An actor
+    gets its next task as soon as it finishes one (results wait here until their turn: shards differ in size, so
+    waiting for them in order would leave actors idle); on the first failure every actor is killed (nothing keeps
     writing into the work folder) and the original error raised."""
-    from ray.util import ActorPool
-
     stage_ref = ray.put(stage)
     actors = [_RemoteShardWorker.options(**_actor_options(config)).remote(stage_ref)
               for _ in range(actor_count(config, len(tasks)))]
-    pool = ActorPool(actors)
+    running: dict = {}  # result ref -> (task index, the actor running it)
+    done: dict[int, ShardDone] = {}
+    submitted = 0
+
+    def give(actor) -> None:
+        nonlocal submitted
+        if submitted < len(tasks):
+            running[actor.run.remote(tasks[submitted])] = (submitted, actor)
+            submitted += 1
+
     try:
-        for task in tasks:
-            pool.submit(lambda actor, t: actor.run.remote(t), task)
-        for task in tasks:
-            try:
-                done = pool.get_next()
-            except ray.exceptions.RayError as error:
-                raise unwrap(error, stage, task, config) from None
-            yield done
+        for actor in actors:
+            give(actor)
+        for index in range(len(tasks)):
+            while index not in done:
+                [ref], _ = ray.wait(list(running), num_returns=1)
+                finished, actor = running.pop(ref)
+                try:
+                    done[finished] = ray.get(ref)
+                except ray.exceptions.RayError as error:
+                    raise unwrap(error, stage, tasks[finished], config) from None
+                give(actor)
+            yield done.pop(index)
     finally:
         for actor in actors:
             ray.kill(actor)
