@@ -109,8 +109,9 @@ def _in_daemon() -> bool:
 
 
 # What a forkserver imports once, before it forks workers: the ported stages and their heavy libraries.
-FORKSERVER_PRELOAD = ["pipeline.staging", "proxies.bins", "pipeline.emission.tokenize_stage", "pipeline.pruning.embed",
-                      "pipeline.pruning.clusters", "pipeline.pruning.run", "proxies.scoring"]
+FORKSERVER_PRELOAD = ["pipeline.staging", "pipeline.curation.keys", "pipeline.curation.write", "proxies.bins",
+                      "pipeline.emission.tokenize_stage", "pipeline.pruning.embed", "pipeline.pruning.clusters",
+                      "pipeline.pruning.run", "proxies.scoring", "proxies.sweep_stage"]
 
 
 def _context(start_method: str):
