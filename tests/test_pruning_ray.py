@@ -5,7 +5,6 @@ state (the fitted embedder, the proxy model) run on Ray actors that load it once
 from __future__ import annotations
 
 import os
-import signal
 import threading
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from tests.test_pruning_stage import _with_method, curated  # noqa: F401 (fixtur
 ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 
 from pipeline.engine import run_stage  # noqa: E402
-from tests.test_ray_engine import cluster, on_ray  # noqa: E402,F401 (the module's real cluster fixture)
+from tests.test_ray_engine import cluster, kill_first_worker, on_ray  # noqa: E402,F401 (the module's real cluster fixture)
 
 
 @pytest.mark.slow
@@ -62,22 +61,6 @@ class HeldCountingStage(CountingStage):
         return super().run_shard(task, out, state)
 
 
-def kill_a_busy_actor(cluster, hold: Path, killed: list, timeout: float = 120) -> None:
-    deadline = time.monotonic() + timeout
-    try:
-        while time.monotonic() < deadline:
-            started = {int(p.name.rsplit(".", 1)[1]) for p in hold.glob("*.*")}
-            running = [p for p in cluster.worker_pids("ShardWorker") if p in started]
-            if running:
-                os.kill(running[0], signal.SIGKILL)
-                killed.append(running[0])
-                return
-            time.sleep(0.05)
-    finally:
-        time.sleep(1.0)
-        (hold / "wait").unlink(missing_ok=True)
-
-
 @pytest.mark.slow
 def test_an_actor_killed_mid_shard_is_restarted_reloads_its_state_and_the_shard_reruns(cluster, tmp_path):
     hold = tmp_path / "hold"
@@ -86,7 +69,7 @@ def test_an_actor_killed_mid_shard_is_restarted_reloads_its_state_and_the_shard_
     stage = HeldCountingStage(tmp_path / "stage", hold=str(hold))
     stage.folder.mkdir()
     killed: list[int] = []
-    killer = threading.Thread(target=kill_a_busy_actor, args=(cluster, hold, killed))
+    killer = threading.Thread(target=kill_first_worker, args=(cluster, hold, killed), kwargs={"title": "ShardWorker"})
     killer.start()
     try:
         results = run_stage(stage, execution=on_ray(cluster, max_retries=2))

@@ -278,12 +278,13 @@ class HeldStaging(StagingStage):
         return super().run_shard(task, out)
 
 
-def kill_first_worker(cluster: RayCluster, hold: Path, killed: list, timeout: float = 120) -> None:
-    """Find a Ray worker running a staging shard by its process title, SIGKILL it, then let the shards go."""
+def kill_first_worker(cluster: RayCluster, hold: Path, killed: list, timeout: float = 120, *,
+                      title: str = "curamix.documents.") -> None:
+    """Find a Ray worker (or actor) running a shard by its process title, SIGKILL it, then let the shards go."""
     deadline = time.monotonic() + timeout
     try:
         while time.monotonic() < deadline:
-            pids = cluster.worker_pids("curamix.documents.")
+            pids = cluster.worker_pids(title)
             started = {int(p.name.rsplit(".", 1)[1]) for p in hold.glob("*.*")}
             running = [p for p in pids if p in started]  # past its start: inside run_shard
             if running:
