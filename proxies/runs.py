@@ -65,10 +65,10 @@ def run_proxy_sweeps(spec, *, sampler: SweepSampler, progress: Callable[[str], N
         runs[sweep.name] = run_sweep(sweep, config=cfg, bins_dir=layout.token_bins, out_dir=layout.proxy_sweep(sweep.name),
                                      work_dir=layout.proxy_sweep_work(sweep.name), seed=spec.seed_for(f"proxy_runs/{sweep.name}"),
                                      sampler=sampler, execution=spec.execution, progress=progress)
-    finals = [r.results.filter(pl.col("step") == pl.col("step").max()) if r.results.height else r.results
-              for r in runs.values()]
-    final = pl.concat(finals, how="diagonal_relaxed") if finals else pl.DataFrame()
-    summary = {name: {"members": r.results.filter(pl.col("step") == pl.col("step").max()).height if r.results.height else 0,
+    finals = {name: r.results.filter(pl.col("step") == pl.col("step").max()) if r.results.height else r.results
+              for name, r in runs.items()}
+    final = pl.concat(list(finals.values()), how="diagonal_relaxed") if finals else pl.DataFrame()
+    summary = {name: {"members": finals[name].height,
                       "reused": r.reused, "train_seconds": r.train_seconds, "populations": r.populations,
                       "sampler": r.meta.get("sampler", "disabled")} for name, r in runs.items()}
     losses = [c for c in final.columns if c.startswith("loss_")]

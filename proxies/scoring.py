@@ -33,7 +33,7 @@ import copy
 import hashlib
 import math
 import re
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -219,13 +219,6 @@ def score_documents(model: PopulationLM, docs: Sequence[np.ndarray], *, bos: int
 
 
 # -- a whole stage, streamed ----------------------------------------------------------------------------------
-def text_batches(files: Sequence[Path], *, batch_docs: int, max_chars: int | None) -> Iterator[tuple[list[str], list[str]]]:
-    """(doc_ids, texts) in file order, ``batch_docs`` at a time; texts cut to ``max_chars`` before leaving Arrow."""
-    for path in files:
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=batch_docs, columns=["doc_id", "text"]):
-            yield text_columns(batch, max_chars=max_chars)
-
-
 def chars_needed(budget: ScoreBudget) -> int | None:
     """Characters of a document the budget reads: all of them for "all" and "windows" (excerpts are drawn along
     the whole text); for "prefix" a cut far longer than ``tokens`` tokens can span (512 characters a token), so a
@@ -405,5 +398,5 @@ def difficulty_scores_outcome(spec, *, progress: Callable[[str], None] | None = 
 
 
 __all__ = ["ScoreBudget", "SCORE_SCHEMA", "encode_prefixes", "budget_excerpts", "document_windows", "score_excerpts",
-           "score_documents", "text_batches", "score_stage", "ScoringStage",
+           "score_documents", "score_stage", "ScoringStage",
            "difficulty_scores_outcome", "scores_read_by"]
