@@ -4,11 +4,12 @@ On a machine with an NVIDIA GPU it measures, in a few minutes (sized to stay und
 warm-ups included):
 
 1. a population of 64 default proxies (``ProxiesConfig()``) trained together for a fixed number of steps vs the
-   same proxy trained alone (training 64 members one after another takes 64 times one member's time, so its
-   tokens/s per member is the lone member's tokens/s): tokens/s per member for both and the ratio (goal >= 8x);
+   same proxy trained alone, in fp32, tf32 and bf16 (on a GPU): tokens/s per member over the sweep's wall time
+   for both (64 members one after another take 64 times one member's time, so each trains at the lone model's
+   tokens/s divided by 64) and the ratio (goal >= 8x);
 2. 4 members trained from the same seeds on real text (the embedded example corpus, staged and tokenized with
-   curamix's own code) in fp32 and in bf16 autocast (``proxies.train.precision``): the final per-domain
-   validation losses and their relative differences (goal: within 1%);
+   curamix's own code) in fp32, tf32 (on a GPU) and bf16 autocast (``proxies.train.precision``): the final
+   per-domain validation losses and their relative differences to fp32 (goal: within 1%);
 3. ``difficulty_scores``' code (``proxies.scoring.score_stage``: streaming, token budget, device placement) on
    10,000 documents, at the default budget and at "all", in fp32 and bf16, and the embedder of the
    ``embeddings`` asset on 10,000 documents: documents/s;
@@ -25,6 +26,7 @@ import dataclasses
 import shutil
 import tempfile
 import time
+import traceback
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -53,7 +55,7 @@ class Sizes:
 
 
 SIZES = {
-    "cuda": Sizes(64, 30, 30, 4, 60, 10_000, 10_000, 200_000, 128, 100, False, 4096),
+    "cuda": Sizes(64, 60, 300, 4, 60, 10_000, 10_000, 200_000, 128, 100, False, 4096),
     "cpu": Sizes(4, 8, 8, 4, 30, 1_000, 2_000, 20_000, 128, 100, False, 4096),
     "quick": Sizes(3, 2, 2, 2, 3, 40, 40, 600, 16, 8, True, 512, pool_docs=60, pool_chars=3000),
 }
@@ -118,23 +120,43 @@ def _documents_stage(root, texts: list[str], n: int) -> str:
     return "gpu_docs"
 
 
+def _precisions(device, *, quick: bool) -> tuple[str, ...]:
+    """tf32 exists on CUDA only (elsewhere it is plain fp32), so the CPU runs measure fp32 and bf16."""
+    return ("fp32", "tf32", "bf16") if device.type == "cuda" and not quick else ("fp32", "bf16")
+
+
 def population_vs_sequential(sizes: Sizes, device) -> dict:
+    """A sweep of ``members`` proxies trained as one population vs one after another, for each precision.
+
+    Over the sweep's wall time a member of the population trains at (population tokens/s) / members; trained one
+    after another each member trains at the lone model's tokens/s but only a 1/members share of the time, so the
+    ratio of the two per-member rates is population tokens/s over the lone model's tokens/s."""
+    import torch
+
     from bench.bench_proxies import measure, random_bins
 
-    config = _config(sizes, device)
     bins = random_bins(tokens=50_000 if sizes.tiny_model else 200_000)
-    pop = measure(config, sizes.members, sizes.population_steps, device, bins)
-    alone = measure(config, 1, sizes.sequential_steps, device, bins)
-    per_member = pop["tokens_per_s"] / sizes.members
-    return {"population": pop | {"tokens_per_s_per_member": round(per_member, 1)},
-            "sequential": alone | {"tokens_per_s_per_member": alone["tokens_per_s"]},
-            "population_speedup_per_member": round(per_member / alone["tokens_per_s"], 3),
-            "goal_population_speedup": 8.0,
+    by_precision = {}
+    for precision in _precisions(device, quick=sizes.tiny_model)[: 1 if sizes.tiny_model else None]:
+        torch.compiler.reset()  # each precision compiles afresh: torch caps recompilations of one function at 8
+        config = _config(sizes, device, precision=precision)
+        pop = measure(config, sizes.members, sizes.population_steps, device, bins)
+        alone = measure(config, 1, sizes.sequential_steps, device, bins)
+        by_precision[precision] = {
+            "population": pop | {"tokens_per_s_per_member": round(pop["tokens_per_s"] / sizes.members, 1)},
+            "sequential": alone | {"tokens_per_s_per_member": round(alone["tokens_per_s"] / sizes.members, 1)},
+            "population_speedup_per_member": round(pop["tokens_per_s"] / alone["tokens_per_s"], 3)}
+        print(f"[gpu check] population {precision}: {by_precision[precision]['population_speedup_per_member']}x",
+              flush=True)
+    fp32 = by_precision["fp32"]
+    return {**fp32, "by_precision": by_precision, "goal_population_speedup": 8.0,
             "config": {"model": dataclasses.asdict(config.model), "batch_size": config.train.batch_size,
                        "compile": config.train.compile}}
 
 
 def precision_losses(sizes: Sizes, device, spec, root, tokenizer, work: Path) -> dict:
+    import torch
+
     from proxies.bins import Bins, build_bins
     from proxies.population import train_population
 
@@ -144,7 +166,9 @@ def precision_losses(sizes: Sizes, device, spec, root, tokenizer, work: Path) ->
     mixtures = np.random.default_rng(0).dirichlet(np.ones(len(bins.domains)), size=sizes.precision_members)
     seeds = list(range(sizes.precision_members))
     finals, seconds = {}, {}
-    for precision in ("fp32", "bf16"):
+    precisions = _precisions(device, quick=sizes.tiny_model)
+    for precision in precisions:
+        torch.compiler.reset()
         config = _config(sizes, device, precision=precision, steps=sizes.precision_steps)
         started = time.perf_counter()
         table = train_population(bins, mixtures, config, seeds)
@@ -152,17 +176,18 @@ def precision_losses(sizes: Sizes, device, spec, root, tokenizer, work: Path) ->
         seconds[precision] = round(time.perf_counter() - started, 1)
         finals[precision] = table.filter(table["step"] == table["step"].max()).sort("member")
     columns = [f"loss_{d}" for d in bins.domains]
-    fp32, bf16 = (finals[p].select(columns).to_numpy() for p in ("fp32", "bf16"))
-    relative = np.abs(bf16 - fp32) / np.abs(fp32)
-    return {"members": sizes.precision_members, "steps": sizes.precision_steps, "seconds": seconds,
-            "domains": bins.domains,
-            "fp32": {d: [round(v, 5) for v in fp32[:, j]] for j, d in enumerate(bins.domains)},
-            "bf16": {d: [round(v, 5) for v in bf16[:, j]] for j, d in enumerate(bins.domains)},
-            "relative_difference_by_domain": {d: _sig(relative[:, j].max()) for j, d in enumerate(bins.domains)},
-            "max_relative_difference": _sig(relative.max()),
-            "mean_relative_difference": _sig(relative.mean()),
-            "goal_max_relative_difference": 0.01,
-            "within_goal": bool(relative.max() <= 0.01)}
+    losses = {p: finals[p].select(columns).to_numpy() for p in precisions}
+    relative = {p: np.abs(losses[p] - losses["fp32"]) / np.abs(losses["fp32"]) for p in precisions if p != "fp32"}
+    out = {"members": sizes.precision_members, "steps": sizes.precision_steps, "seconds": seconds,
+           "domains": bins.domains,
+           **{p: {d: [round(v, 5) for v in losses[p][:, j]] for j, d in enumerate(bins.domains)} for p in precisions}}
+    for p, rel in relative.items():
+        prefix = "" if p == "bf16" else f"{p}_"  # bf16's figures keep their first names
+        out |= {f"{prefix}relative_difference_by_domain": {d: _sig(rel[:, j].max()) for j, d in enumerate(bins.domains)},
+                f"{prefix}max_relative_difference": _sig(rel.max()),
+                f"{prefix}mean_relative_difference": _sig(rel.mean()),
+                f"{prefix}within_goal": bool(rel.max() <= 0.01)}
+    return out | {"goal_max_relative_difference": 0.01}
 
 
 def _sig(value: float) -> float:
@@ -248,21 +273,32 @@ def run(quick: bool = False, *, device: str = "auto") -> dict:
         "mode": mode, "device": torch.cuda.get_device_name(dev) if dev.type == "cuda" else "cpu",
         "note": ("NVIDIA GPU: the issue's sizes" if dev.type == "cuda" and not quick else
                  "no GPU in use: the same steps at smaller sizes (these are not GPU figures)"),
-        "sizes": dataclasses.asdict(sizes), "threads": torch.get_num_threads(), "phase_seconds": {},
+        "sizes": dataclasses.asdict(sizes), "threads": torch.get_num_threads(), "phase_seconds": {}, "errors": {},
     }
     work = Path(tempfile.mkdtemp(prefix="gpu-check-"))
     try:
-        def phase(name, fn, *args):
+        def phase(name, fn, *args, needed=False):
+            # A device run is one short lease: a phase that breaks is written down with its traceback and the
+            # others still run, so one run says everything it can. Only the set-up phases are needed by the rest.
             started = time.perf_counter()
-            result = fn(*args)
-            figures["phase_seconds"][name] = round(time.perf_counter() - started, 1)
+            try:
+                result = fn(*args)
+            except Exception:
+                if needed:
+                    raise
+                figures["errors"][name] = traceback.format_exc(limit=8)
+                print(f"[gpu check] {name} failed:\n{figures['errors'][name]}", flush=True)
+                return None
+            finally:
+                figures["phase_seconds"][name] = round(time.perf_counter() - started, 1)
+            print(f"[gpu check] {name}: {figures['phase_seconds'][name]} s", flush=True)
             return result
 
-        spec, root = phase("stage_example", _stage_example, work, sizes)
+        spec, root = phase("stage_example", _stage_example, work, sizes, needed=True)
         texts = root.scan("pool").select("text").collect()["text"].to_list()
         tokenizer = phase("tokenizer", lambda: train_tokenizer(
-            [t[:20_000] for t in texts[:: max(1, len(texts) // 2000)]], vocab_size=sizes.vocab_size))
-        figures |= phase("population", population_vs_sequential, sizes, dev)
+            [t[:20_000] for t in texts[:: max(1, len(texts) // 2000)]], vocab_size=sizes.vocab_size), needed=True)
+        figures |= phase("population", population_vs_sequential, sizes, dev) or {}
         figures["precision"] = phase("precision", precision_losses, sizes, dev, spec, root, tokenizer, work)
         stage = _documents_stage(root, texts, sizes.score_docs)
         figures["scoring"] = phase("scoring", scoring_throughput, sizes, dev, root, stage, tokenizer, work)
@@ -274,12 +310,19 @@ def run(quick: bool = False, *, device: str = "auto") -> dict:
 
 
 def summarize(f: dict) -> str:
+    if f.get("errors"):
+        return (f"Mode **{f['mode']}** on {f['device']}: phases that failed: {', '.join(sorted(f['errors']))} "
+                "(tracebacks under `errors`); the others' figures are below.")
     p, s, e, k, q = f["population"], f["scoring"], f["embedding"], f["kmeans"], f["precision"]
-    return (f"Mode **{f['mode']}** on {f['device']} ({f['note']}). Population of {p['members']}: "
-            f"{p['tokens_per_s_per_member']:,.0f} tokens/s per member vs {f['sequential']['tokens_per_s_per_member']:,.0f} "
-            f"alone: **{f['population_speedup_per_member']}x** (goal >= 8x on a GPU). bf16 vs fp32 after "
-            f"{q['steps']} steps, {q['members']} members: max relative difference of the final per-domain losses "
-            f"**{q['max_relative_difference']:.2%}** (goal <= 1%). difficulty_scores' code: "
+    speedups = ", ".join(f"{name} {r['population_speedup_per_member']}x" for name, r in f["by_precision"].items())
+    tf32 = (f"; tf32 vs fp32 **{q['tf32_max_relative_difference']:.2%}**" if "tf32_max_relative_difference" in q
+            else "")
+    return (f"Mode **{f['mode']}** on {f['device']} ({f['note']}). A sweep of {p['members']} proxies as one "
+            f"population: {p['tokens_per_s_per_member']:,.0f} tokens/s per member over the sweep's time vs "
+            f"{f['sequential']['tokens_per_s_per_member']:,.0f} trained one after another: "
+            f"**{f['population_speedup_per_member']}x** in fp32 (goal >= 8x on a GPU; by precision: {speedups}). "
+            f"After {q['steps']} steps, {q['members']} members: max relative difference of the final per-domain "
+            f"losses bf16 vs fp32 **{q['max_relative_difference']:.2%}**{tf32} (goal <= 1%). difficulty_scores' code: "
             f"{s['default_fp32']['docs_per_s']:,.0f} docs/s at the default budget ({s['all_fp32']['docs_per_s']:,.0f} "
             f"scoring every token; bf16 {s['default_bf16']['docs_per_s']:,.0f}, Spearman vs fp32 "
             f"{s['spearman_bf16_vs_fp32']}); embedder ({e['kind']}): {e['docs_per_s']:,.0f} docs/s after a "

@@ -28,7 +28,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from contextlib import contextmanager, nullcontext
 
 import numpy as np
 import polars as pl
@@ -54,9 +54,32 @@ def autocast_for(device: torch.device, precision: str = "fp32"):
     """
     if precision == "fp32":
         return nullcontext()
+    if precision == "tf32":
+        return tf32_matmuls(device)
     if precision != "bf16":
-        raise ValueError(f"precision must be 'fp32' or 'bf16', got {precision!r}")
+        raise ValueError(f"precision must be 'fp32', 'tf32' or 'bf16', got {precision!r}")
     return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+@contextmanager
+def tf32_matmuls(device: torch.device):
+    """fp32 tensors whose matmuls run on TF32 tensor cores (a 10-bit mantissa, against bf16's 7) while inside; the
+    setting before is restored after. CUDA only: elsewhere plain fp32."""
+    if device.type != "cuda":
+        yield
+        return
+    before = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(before)
+
+
+def step_precision(device: torch.device, precision: str):
+    """The context a whole training step runs in: tf32 must cover the backward's matmuls too (two thirds of a
+    step's work), whereas bf16 autocast wraps only the forward (autocast_for)."""
+    return tf32_matmuls(device) if precision == "tf32" else nullcontext()
 
 
 def lr_at(step: int, train: TrainConfig) -> float:
@@ -141,8 +164,9 @@ def train_step(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], batch
     validation runs all train through here (proxies/online.py)."""
     for group in opt.param_groups:
         group["lr"] = lr_at(step, train)
-    losses = losses_of(batch)
-    losses.sum().backward()
+    with step_precision(batch.device, train.precision):
+        losses = losses_of(batch)
+        losses.sum().backward()
     clip_per_member(params, train.grad_clip)
     opt.step()
     opt.zero_grad(set_to_none=True)

@@ -40,5 +40,6 @@ def test_gpu_check_runs_on_cpu_and_says_so(tmp_path, monkeypatch):
     assert f["embedding"]["docs"] == sizes["embed_docs"] and f["embedding"]["docs_per_s"] > 0
     kmeans = f["kmeans"]
     assert kmeans["vectors"] == sizes["kmeans_vectors"] and kmeans["k"] == sizes["kmeans_k"] and kmeans["seconds"] > 0
+    assert f["errors"] == {}
     assert set(f["phase_seconds"]) == {"stage_example", "tokenizer", "population", "precision", "scoring",
                                        "embedding", "kmeans"}
