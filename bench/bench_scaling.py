@@ -59,6 +59,7 @@ STEPS = ["documents", "curated_documents", "tokenizer", "embeddings", "concept_c
 UNMEASURED = {"reference_proxy"}  # upstream of difficulty_scores; a fixed number of training steps
 DAGSTER_STEPS = {"embeddings", "concept_clusters", "reference_proxy", "difficulty_scores"}
 SPEEDUP_STEPS = ["documents", "curated_documents", "token_bins", "training_set"]
+TOKENIZING = {"token_bins", "training_set"}  # their inline run is also measured with one tokenizer thread
 # step -> output compared across engines (a folder under the data root, or the bench's token-cache folder)
 OUTPUTS = {"documents": "documents", "curated_documents": "curated", "token_bins": "token_bins",
            "training_set": "../tokcache"}
@@ -226,6 +227,9 @@ def _reap_workers() -> None:
     which the measuring parent reads, includes the workers' CPU time and peak RSS."""
     from multiprocessing import forkserver
 
+    from pipeline.engine.executors import close_pool
+
+    close_pool()  # the engine keeps its pool between stages: its workers exit first
     server = getattr(forkserver, "_forkserver", None)
     if server is not None and getattr(server, "_forkserver_pid", None):
         server._stop()
@@ -239,11 +243,11 @@ def tree_digest(folder: Path) -> str:
     return digest.hexdigest()[:16]
 
 
-def measure(step: str, spec: Path, engine: str, min_bytes_per_worker: int | None = None) -> dict:
+def measure(step: str, spec: Path, engine: str, min_bytes_per_worker: int | None = None, **env: str) -> dict:
     argv = [sys.executable, "-m", "bench.bench_scaling", "--child", step, str(spec), engine]
     if min_bytes_per_worker is not None:
         argv.append(str(min_bytes_per_worker))
-    figures = run_measured(argv, env=python_env(RAY_AUTH_MODE="disabled"))
+    figures = run_measured(argv, env=python_env(RAY_AUTH_MODE="disabled", **env))
     return {"cpu_s": figures["process_cpu_s"], "wall_s": figures["process_wall_s"],
             "peak_rss_mib": figures["peak_rss_mib"],
             **{k: figures[k] for k in ("stage_wall_s", "workers", "rows_in", "rows_out", "tokens") if k in figures}}
@@ -285,11 +289,31 @@ def _speedup(folder: Path, spec: Path, size: int) -> dict:
         out[step] = {"local": local, "inline": inline,
                      "speedup_stage_wall": round(inline["stage_wall_s"] / max(local["stage_wall_s"], 1e-9), 2),
                      "speedup_process_wall": round(inline["wall_s"] / max(local["wall_s"], 1e-9), 2),
-                     "identical_bytes_local_vs_inline": tree_digest(root / OUTPUTS[step]) == digest}
+                     "identical_bytes_local_vs_inline": tree_digest(root / OUTPUTS[step]) == digest,
+                     "inline_cores_used": round(inline["cpu_s"] / max(inline["wall_s"], 1e-9), 2)}
+        if step in TOKENIZING:
+            # inline already tokenizes on every core (the tokenizer's own threads): against that, 2 workers on 2
+            # cores can gain only what those threads leave idle. One tokenizer thread is the one-core reference.
+            one = measure(step, spec, "inline", SPEEDUP_MIN_BYTES_PER_WORKER, RAYON_NUM_THREADS="1")
+            out[step] |= {"inline_one_thread": one,
+                          "speedup_over_one_thread": round(one["stage_wall_s"] / max(local["stage_wall_s"], 1e-9), 2)}
         print(f"speedup {size}x {step}: {out[step]}", file=sys.stderr, flush=True)
     shutil.rmtree(root, ignore_errors=True)
     return {"size": f"{size}x", "raw_mib": _raw_mib(folder, size), "min_bytes_per_worker": SPEEDUP_MIN_BYTES_PER_WORKER,
             "steps": out}
+
+
+def _staging_large(folder: Path, *, fraction: float, copies: int) -> dict:
+    """Staging alone on a corpus 4x the speedup's (4x the base fraction): at 95 MiB it is ~2 s of work, so the pool's
+    fixed start (a forkserver, ~0.4 s) weighs as much as the parallel part."""
+    specs = build_corpora(folder, fraction=fraction, sizes=(copies,))
+    local = measure("documents", specs[copies], "local", SPEEDUP_MIN_BYTES_PER_WORKER)
+    inline = measure("documents", specs[copies], "inline", SPEEDUP_MIN_BYTES_PER_WORKER)
+    out = {"raw_mib": _raw_mib(folder, copies), "fraction": fraction, "local": local, "inline": inline,
+           "speedup_stage_wall": round(inline["stage_wall_s"] / max(local["stage_wall_s"], 1e-9), 2)}
+    print(f"staging, large corpus: {out}", file=sys.stderr, flush=True)
+    shutil.rmtree(folder, ignore_errors=True)
+    return out
 
 
 def run(quick: bool = False) -> dict:
@@ -300,6 +324,7 @@ def run(quick: bool = False) -> dict:
         specs = build_corpora(folder, fraction=fraction, sizes=tuple(sorted({*SIZES, copies})))
         sizes = _growth(folder, specs)
         speedup = _speedup(folder, specs[copies], copies)
+        speedup["staging_large"] = _staging_large(folder / "large", fraction=4 * fraction, copies=copies)
     growth = {}
     for step in sizes["1x"]["steps"]:
         one, four = sizes["1x"]["steps"][step], sizes["4x"]["steps"][step]
@@ -339,6 +364,17 @@ def summarize(figures: dict) -> str:
         rows.append(f"| {step} | {loc.get('workers')} | {i['stage_wall_s']:.1f} | {loc['stage_wall_s']:.1f} | "
                     f"{f['speedup_stage_wall']} | {f['speedup_process_wall']} | {i['cpu_s']:.1f} / {loc['cpu_s']:.1f} | "
                     f"{i['peak_rss_mib']:.0f} / {loc['peak_rss_mib']:.0f} | {f['identical_bytes_local_vs_inline']} |")
+    for step, f in sp["steps"].items():
+        if "inline_one_thread" in f:
+            rows.append(f"| {step}, inline with one tokenizer thread | 1 | {f['inline_one_thread']['stage_wall_s']:.1f} "
+                        f"| {f['local']['stage_wall_s']:.1f} | {f['speedup_over_one_thread']} | | "
+                        f"{f['inline_one_thread']['cpu_s']:.1f} / {f['local']['cpu_s']:.1f} | | |")
+    large = sp.get("staging_large")
+    if large:
+        rows.append(f"| documents, {large['raw_mib']} MiB raw | {large['local'].get('workers')} | "
+                    f"{large['inline']['stage_wall_s']:.1f} | {large['local']['stage_wall_s']:.1f} | "
+                    f"{large['speedup_stage_wall']} | | {large['inline']['cpu_s']:.1f} / {large['local']['cpu_s']:.1f} | "
+                    f"{large['inline']['peak_rss_mib']:.0f} / {large['local']['peak_rss_mib']:.0f} | |")
     raw = ", ".join(f"{k}: {v['raw_mib']} MiB" for k, v in figures["sizes"].items())
     return "\n".join([f"Raw JSONL per size: {raw}. {figures['note']}.", "", *rows])
 

@@ -121,6 +121,68 @@ def test_shard_failure_names_the_first_failing_task_in_plan_order(tmp_path):
     assert marker_path(stage, "part-0").exists() and not shard_dir(stage, "part-2").exists()
 
 
+@dataclass
+class ThreadsStage(SquareStage):
+    """Reports, per shard, its worker's process and the tokenizer thread count the worker was given."""
+
+    name: str = "threads"
+
+    def run_shard(self, task: ShardTask, out: Path) -> dict:
+        return super().run_shard(task, out) | {"rayon": os.environ.get("RAYON_NUM_THREADS")}
+
+    def finish(self, results: list[dict]) -> list:
+        super().finish(results)
+        return [r["rayon"] for r in results]
+
+
+@dataclass
+class LoadingStage(SquareStage):
+    name: str = "loading"
+
+    def load_worker_state(self) -> int:
+        return 2
+
+    def run_shard(self, task: ShardTask, out: Path, state: int) -> dict:
+        return super().run_shard(task, out)
+
+
+def test_the_local_pool_outlives_a_stage_and_is_closed_after_a_stage_that_loaded_a_model(tmp_path):
+    from pipeline.engine import executors
+
+    executors.close_pool()
+    folder = toy_stage(tmp_path).folder
+    first, second = ThreadsStage(folder, tmp_path / "a.json"), ThreadsStage(folder, tmp_path / "b.json", version="2")
+    run_stage(first, execution=LOCAL_2)
+    pool = executors._POOL.executor
+    run_stage(second, execution=LOCAL_2)  # another stage value: its workers unpickle it, nothing else restarts
+    assert executors._POOL.executor is pool
+    workers = set(pool._processes)
+    for stage in (first, second):
+        pids = set(json.loads(stage.out.read_text())["pids"])
+        assert pids <= workers and os.getpid() not in pids
+    # no idle worker keeps a model: the pool is closed after a stage with worker state (and a later one starts anew)
+    run_stage(LoadingStage(folder, tmp_path / "c.json"), execution=LOCAL_2)
+    assert executors._POOL is None
+
+
+def test_each_local_worker_gets_its_share_of_the_tokenizer_threads(tmp_path):
+    from pipeline.config.execution import core_count
+    from pipeline.engine import executors
+
+    executors.close_pool()
+    threads = run_stage(ThreadsStage(toy_stage(tmp_path).folder, tmp_path / "t.json"), execution=LOCAL_2)
+    assert set(threads) == {os.environ.get("RAYON_NUM_THREADS") or str(max(1, core_count() // 2))}
+
+
+def test_small_tasks_travel_in_consecutive_groups():
+    from pipeline.engine.executors import batches
+
+    tasks = [ShardTask(key=f"t{i}", inputs=(), settings=None, seed=0) for i in range(100)]
+    groups = batches(tasks, 2)
+    assert [t for g in groups for t in g] == tasks  # every task once, in plan order
+    assert 16 <= len(groups) <= 17 and len(batches(tasks[:5], 2)) == 5  # ~8 groups a worker; few tasks: one each
+
+
 @pytest.mark.slow
 def test_example_is_byte_identical_under_every_engine_and_worker_count(tmp_path):
     """Staging (every domain of the example; techdocs has 51 input files) and token bins on it."""

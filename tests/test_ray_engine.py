@@ -264,6 +264,26 @@ def test_whole_example_graph_through_dagster_is_byte_identical_under_ray_and_loc
     assert ray.get_runtime_context().gcs_address.endswith(f":{cluster.port}")
 
 
+def _stage_modules_missing() -> list[str]:
+    import sys
+
+    from pipeline.engine.executors import STAGE_MODULES
+
+    return [m for m in STAGE_MODULES if m not in sys.modules]
+
+
+@pytest.mark.slow
+def test_ray_workers_start_with_every_stage_module_imported(cluster):
+    """The engine's worker setup hook: a stage's first shard on a worker pays no imports (torch: ~1.5 s), as a local
+    worker forked from the preloaded forkserver does not."""
+    from pipeline.config.ray_engine import RayConfig
+    from pipeline.engine import ray_executor
+
+    ray_executor.connect(RayConfig(address=cluster.address))
+    missing = ray.get([ray.remote(_stage_modules_missing).remote() for _ in range(2)])
+    assert missing == [[], []]
+
+
 @dataclass
 class HeldStaging(StagingStage):
     """Staging whose shards wait while ``hold/wait`` exists, so that the test can kill a worker mid-shard.

@@ -9,10 +9,14 @@ Results are gathered in plan order whatever order workers finish in, and ``finis
 
 A stage with ``load_worker_state`` gets it built once per worker process (``worker_state``): the local pool's
 workers keep it for every task they run; ``inline`` builds it here and drops it when the stage is done.
+
+The local pool outlives a stage: a process that runs several stages (a stage per domain, or `curamix run`'s whole
+graph) starts its workers once; tasks travel in small groups, and each worker unpickles a stage once.
 """
 
 from __future__ import annotations
 
+import atexit
 import hashlib
 import json
 import logging
@@ -20,14 +24,14 @@ import multiprocessing
 import os
 import pickle
 import shutil
-from collections.abc import Callable, Sequence
-from concurrent.futures import ProcessPoolExecutor
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor, wait
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from pipeline.config.execution import ExecutionConfig
+from pipeline.config.execution import ExecutionConfig, core_count
 from pipeline.diskspace import as_disk_full, is_disk_full
 from pipeline.engine.contract import ShardTask, Stage, has_worker_state
 from pipeline.store import atomic_dir, atomic_file
@@ -108,16 +112,34 @@ def _in_daemon() -> bool:
     return multiprocessing.current_process().daemon
 
 
-# What a forkserver imports once, before it forks workers: the ported stages and their heavy libraries.
-FORKSERVER_PRELOAD = ["pipeline.staging", "pipeline.curation.keys", "pipeline.curation.write", "proxies.bins",
-                      "pipeline.emission.tokenize_stage", "pipeline.pruning.embed", "pipeline.pruning.clusters",
-                      "pipeline.pruning.run", "proxies.scoring", "proxies.sweep_stage"]
+# The stage modules a forkserver may import once, before it forks workers (``preload_modules`` picks from them).
+STAGE_MODULES = ["pipeline.staging", "pipeline.curation.keys", "pipeline.curation.write", "proxies.bins",
+                 "pipeline.emission.tokenize_stage", "pipeline.pruning.embed", "pipeline.pruning.clusters",
+                 "pipeline.pruning.run", "proxies.scoring", "proxies.sweep_stage"]
 
 
-def _context(start_method: str):
+def import_stage_modules() -> None:
+    """Import every stage module (the Ray engine's worker setup hook: a Ray worker then runs any stage's first shard
+    without ~1.5 s of imports, as a local worker forked from a preloaded forkserver does)."""
+    import importlib
+
+    for module in STAGE_MODULES:
+        importlib.import_module(module)
+
+
+def preload_modules(stage: Stage) -> list[str]:
+    """What this process's forkserver imports before forking any worker: the stage's own module and the stage
+    modules this process has already imported. A Dagster step has imported the whole code location, so its workers
+    get every stage ready (torch included); a process that only stages files does not pay ~1.2 s for torch."""
+    import sys
+
+    return sorted({type(stage).__module__, *(m for m in STAGE_MODULES if m in sys.modules)})
+
+
+def _context(start_method: str, stage: Stage):
     if start_method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
-        context.set_forkserver_preload(FORKSERVER_PRELOAD)  # no effect once this process's server runs
+        context.set_forkserver_preload(preload_modules(stage))  # no effect once this process's server runs
         return context
     return multiprocessing.get_context("spawn")
 
@@ -129,18 +151,87 @@ def worker_count(execution: ExecutionConfig, tasks: Sequence[ShardTask]) -> int:
     return max(1, min(execution.worker_count(), len(tasks), by_size))
 
 
-def _map_local(fn: Callable, tasks: Sequence[ShardTask], *, workers: int, start_method: str):
-    """``fn`` over ``tasks`` in a process pool; yields results in task order (the first error, in task
-    order, is raised after the tasks not yet started are cancelled)."""
-    context = _context(start_method)
-    with ProcessPoolExecutor(max_workers=workers, mp_context=context) as pool:
-        futures = [pool.submit(fn, t) for t in tasks]
-        try:
-            for future in futures:
-                yield future.result()
-        except BaseException:
-            pool.shutdown(wait=True, cancel_futures=True)
-            raise
+# In a local pool's worker: the stage its tasks belong to, unpickled once per worker and stage (a stage carries its
+# spec: unpickling it with each of a few hundred small tasks cost more than the tasks did).
+_WORKER_STAGE: tuple[str, Stage] | None = None
+
+
+def _start_worker(threads: int) -> None:
+    # The tokenizer's Rust thread pool sizes itself to every core when first used; a worker takes its share, so
+    # that workers x threads = cores (oversubscribed, two workers tokenized no faster than one process did).
+    os.environ.setdefault("RAYON_NUM_THREADS", str(threads))
+
+
+def _run_batch(key: str, blob: bytes, tasks: Sequence[ShardTask]) -> list[ShardDone]:
+    global _WORKER_STAGE
+    if _WORKER_STAGE is None or _WORKER_STAGE[0] != key:
+        _WORKER_STAGE = (key, pickle.loads(blob))
+    return [run_task(_WORKER_STAGE[1], task) for task in tasks]
+
+
+def batches(tasks: Sequence[ShardTask], workers: int, *, per_worker: int = 8) -> list[list[ShardTask]]:
+    """Consecutive tasks in groups, about ``per_worker`` groups per worker: one round trip per group instead of per
+    task (staging plans a task per input file), with enough groups left to even out their sizes."""
+    size = max(1, len(tasks) // (workers * per_worker))
+    return [list(tasks[i : i + size]) for i in range(0, len(tasks), size)]
+
+
+@dataclass
+class _Pool:
+    executor: ProcessPoolExecutor
+    workers: int
+    start_method: str
+
+
+# This process's pool, kept from one stage to the next (staging runs a stage per domain; `curamix run` runs the
+# whole graph in one process), so workers start once. It is closed after a stage whose workers loaded a model, so
+# that no idle worker keeps one, and replaced when a stage wants another worker count or a worker died.
+_POOL: _Pool | None = None
+
+
+def _pool(stage: Stage, workers: int, start_method: str) -> ProcessPoolExecutor:
+    global _POOL
+    if _POOL is not None and (_POOL.workers, _POOL.start_method) == (workers, start_method) \
+            and not getattr(_POOL.executor, "_broken", False):
+        return _POOL.executor
+    close_pool()
+    executor = ProcessPoolExecutor(max_workers=workers, mp_context=_context(start_method, stage),
+                                   initializer=_start_worker, initargs=(max(1, core_count() // workers),))
+    _POOL = _Pool(executor, workers, start_method)
+    return executor
+
+
+def close_pool() -> None:
+    """Stop this process's worker pool, if there is one (waiting for its workers to exit)."""
+    global _POOL
+    if _POOL is not None:
+        _POOL.executor.shutdown(wait=True, cancel_futures=True)
+        _POOL = None
+
+
+atexit.register(close_pool)
+
+
+def _map_local(stage: Stage, tasks: Sequence[ShardTask], *, workers: int, start_method: str) -> Iterator[ShardDone]:
+    """``run_task(stage, t)`` for ``tasks`` in the process pool; yields results in task order (the first error, in
+    task order, is raised after the tasks not yet started are cancelled and the running ones finished)."""
+    pool = _pool(stage, workers, start_method)
+    blob = pickle.dumps(stage, protocol=5)
+    key = hashlib.sha256(blob).hexdigest()
+    futures = [pool.submit(_run_batch, key, blob, batch) for batch in batches(tasks, workers)]
+    try:
+        for future in futures:
+            yield from future.result()
+    except BaseException:
+        for future in futures:
+            future.cancel()
+        wait(futures)  # nothing may keep writing into the work folder once the stage has failed
+        if getattr(pool, "_broken", False):
+            close_pool()
+        raise
+    finally:
+        if has_worker_state(stage):
+            close_pool()
 
 
 def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
@@ -162,15 +253,14 @@ def run_stage(stage: Stage[R], *, execution: ExecutionConfig | None = None,
     if len(results) and progress:
         progress(f"{stage.name}: reusing {len(results)} finished shard(s) of {len(tasks)}")
     workers = worker_count(execution, todo)
-    fn = partial(run_task, stage)
     try:
         if execution.engine == "ray" and todo:
             from pipeline.engine.ray_executor import map_ray  # ray is an optional extra: imported only here
             done_iter = map_ray(stage, todo, execution.ray)
         elif execution.engine == "inline" or workers <= 1 or _in_daemon():
-            done_iter = map(fn, todo)
+            done_iter = map(partial(run_task, stage), todo)
         else:
-            done_iter = _map_local(fn, todo, workers=workers, start_method=execution.start_method)
+            done_iter = _map_local(stage, todo, workers=workers, start_method=execution.start_method)
         for i, done in enumerate(done_iter, 1):
             results[done.key] = done.result
             if progress:

@@ -37,6 +37,11 @@ from pipeline.engine.executors import ShardDone, run_task, worker_state
 
 log = logging.getLogger(__name__)
 
+# This job's workers import every stage module when they start (as the local engine's forkserver does before it
+# forks workers): otherwise the first shard of each stage a worker runs pays its imports (torch: ~1.5 s), which
+# made sub-second stages (concept clusters, pruning) several times slower than under `local`.
+RUNTIME_ENV = {"worker_process_setup_hook": "pipeline.engine.executors.import_stage_modules"}
+
 # The address this module connected to (None: not connected by us; a driver may have called ray.init itself).
 _connected: str | None = None
 
@@ -52,10 +57,10 @@ def connect(config: RayConfig) -> None:
     if config.address == "local":
         ray.init(num_cpus=config.local_num_cpus or core_count(), include_dashboard=False,
                  object_store_memory=config.local_object_store_mb and config.local_object_store_mb << 20,
-                 _temp_dir=config.local_temp_dir or tempfile.mkdtemp(prefix="curamix-ray-"))
+                 _temp_dir=config.local_temp_dir or tempfile.mkdtemp(prefix="curamix-ray-"), runtime_env=RUNTIME_ENV)
     else:
         try:
-            ray.init(address=config.address)
+            ray.init(address=config.address, runtime_env=RUNTIME_ENV)
         except ConnectionError as exc:
             raise ConnectionError(f"execution.ray.address {config.address!r}: no Ray cluster answers there ({exc}); "
                                   "start one (`ray start --head`) or set address: local") from None
