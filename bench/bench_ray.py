@@ -2,8 +2,9 @@
 
 The whole graph is materialized through Dagster, one asset (and partition) at a time as `curamix run` does,
 on two data roots side by side: with `execution.engine: local` (one worker per core, no size threshold) and
-with `engine: ray` on a private one-node Ray with 2 CPUs started, one worker per CPU warmed, before the
-timings (a cluster is running before a pipeline uses it; its start is reported apart); the engines take turns
+with `engine: ray` on a private one-node Ray with 2 CPUs started before the timings (a cluster is running before a
+pipeline uses it; its start is reported apart). The engine's actors are not started beforehand: the first asset on
+Ray pays for them and their imports, as the first asset under `local` pays for its forkserver's; the engines take turns
 going first from one asset to the next. Nothing names a stage here: an asset is "on the engine" when its stage ran
 through ``pipeline.engine.run_stage`` (recorded while it runs), so the stages other branches move onto the
 contract are measured by this same script. Per asset: wall seconds under each engine (the sum over its
@@ -83,22 +84,6 @@ def engine_stages_seen():
         executors.finished = original
 
 
-def _import_engine() -> int:
-    import pipeline.engine.executors  # noqa: F401  what every shard task imports first
-
-    time.sleep(0.5)  # hold the worker, so that each CPU gets its own
-    return os.getpid()
-
-
-def warm_workers(count: int) -> None:
-    """Start one Ray worker per CPU and import the engine in it, as a running cluster's workers already have:
-    the first asset on Ray then does not pay for it (reported apart)."""
-    import ray
-
-    task = ray.remote(num_cpus=1)(_import_engine)
-    ray.get([task.remote() for _ in range(count)])
-
-
 def graphs_side_by_side(specs: dict[str, Path], roots: dict[str, Path], keys: list[str], seen: set[str]) -> dict:
     """Materialize ``keys`` under each engine on its own fresh root, asset by asset, the engines' order swapped
     from one asset to the next (first-use imports and the machine's load drift fall on both alike).
@@ -148,9 +133,6 @@ def run(quick: bool = False) -> dict:
         started = time.perf_counter()
         ray_executor.connect(RayConfig(**ray_section))
         figures["ray_start_s"] = round(time.perf_counter() - started, 2)
-        started = time.perf_counter()
-        warm_workers(int(ray.cluster_resources().get("CPU", 1)))
-        figures["worker_warmup_s"] = round(time.perf_counter() - started, 2)
         figures["ray_resources"] = {k: v for k, v in ray.cluster_resources().items() if k in ("CPU", "GPU")}
         specs = {e: spec_for(work, e, files, sections, ex) for e, ex in executions.items()}
         keys = graph_keys(specs["local"])
@@ -185,8 +167,8 @@ def summarize(figures: dict) -> str:
                     f"| {f['identical']} |")
     total = figures["on_engine_total"]
     return "\n".join([
-        f"Ray start and its workers' first imports (not in the asset times): {figures['ray_start_s']} s + "
-        f"{figures.get('worker_warmup_s', 0)} s. Corpus files: {figures['files']}. "
+        f"Ray start (not in the asset times): {figures['ray_start_s']} s; the engine's actors start within the first "
+        f"asset on Ray. Corpus files: {figures['files']}. "
         f"Every file under the two data roots identical: {figures['all_files_identical']}. Assets on the engine, "
         f"total: local {total['local']} s, ray {total['ray']} s. Shared machine: only the ratios within this run "
         "mean something; an asset off the engine shows the noise.", "", *rows, "", ON_A_CLUSTER])
@@ -194,8 +176,9 @@ def summarize(figures: dict) -> str:
 
 ON_A_CLUSTER = (
     "On one 2-core node both engines run two workers, so the ratio measures only Ray's overhead: per task a "
-    "scheduling round trip and a small result through the object store (milliseconds once workers are warm), "
-    "and a stage's own imports the first time a worker runs one of its shards. On a real cluster that overhead stays per task while the tasks spread over every node: "
+    "scheduling round trip to an actor and a small result through the object store (milliseconds), and once per "
+    "driver the actors' start (one per CPU slot, each importing the stage modules). On a real cluster that "
+    "overhead stays per task while the tasks spread over every node: "
     "stages with many shards (staging: one per input file; token bins: one per run of row groups) scale with "
     "nodes until the shared file system is the limit, since every task reads its input from and writes its shard "
     "to the data root, and the global step on the driver reads every shard back (token bins copy every token "

@@ -24,7 +24,9 @@ the process and its workers), rows in and out, and the workers the engine starte
 
 Speedup (``SPEEDUP_COPIES``x; 8x = ~95 MiB of raw JSONL): documents, curated_documents, token_bins and the
 training set's tokenization, each with `inline` and with `local` (2 workers on 2 cores), outputs compared byte
-for byte. Bench setting: ``execution.min_bytes_per_worker`` is lowered to ``SPEEDUP_MIN_BYTES_PER_WORKER`` (1 MiB)
+for byte. Token bins and the training set also run `inline` with one tokenizer thread
+(``RAYON_NUM_THREADS=1``: inline tokenizes on every core by itself), and staging also runs on a corpus 4x as
+large (4x the base fraction), where its fixed start weighs less. Bench setting: ``execution.min_bytes_per_worker`` is lowered to ``SPEEDUP_MIN_BYTES_PER_WORKER`` (1 MiB)
 for this part, because staging runs one stage per domain and most domains of the corpus are below the default
 16 MiB, below which the engine starts no worker (it then runs in-process, and `local` would equal `inline`). The
 speedup is the ratio of the stage's own wall time (from the call to its return, in a process that has imported

@@ -280,8 +280,25 @@ def test_ray_workers_start_with_every_stage_module_imported(cluster):
     from pipeline.engine import ray_executor
 
     ray_executor.connect(RayConfig(address=cluster.address))
+    ray_executor.stop_actors()  # the engine's actors hold the cluster's 2 CPUs until its driver stops them
     missing = ray.get([ray.remote(_stage_modules_missing).remote() for _ in range(2)])
     assert missing == [[], []]
+
+
+@pytest.mark.slow
+def test_the_engine_keeps_its_actors_from_one_stage_to_the_next(cluster, tmp_path):
+    """A stage's shards run on the driver's actors, and the next stage runs on the same processes: no new worker and
+    no imports between two stages (a sub-second stage had paid 1.5-2.5 s for them)."""
+    from pipeline.engine import ray_executor
+    from tests.test_engine import SquareStage, toy_stage
+
+    first = toy_stage(tmp_path)
+    second = SquareStage(first.folder, tmp_path / "again.json", version="2")
+    for stage in (first, second):
+        assert run_stage(stage, execution=on_ray(cluster))[0] == sum(j ** 2 for j in range(5))
+    pids = [set(json.loads(s.out.read_text())["pids"]) for s in (first, second)]
+    assert pids[1] <= pids[0] and len(pids[0]) <= 2 and os.getpid() not in pids[0]
+    assert len(ray_executor._ACTORS) == len(pids[0])
 
 
 @dataclass
@@ -299,7 +316,7 @@ class HeldStaging(StagingStage):
 
 
 def kill_first_worker(cluster: RayCluster, hold: Path, killed: list, timeout: float = 120, *,
-                      title: str = "curamix.documents.") -> None:
+                      title: str = "ShardWorker") -> None:
     """Find a Ray worker (or actor) running a shard by its process title, SIGKILL it, then let the shards go."""
     deadline = time.monotonic() + timeout
     try:

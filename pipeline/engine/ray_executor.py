@@ -1,18 +1,19 @@
-"""The `ray` engine: a stage's shard tasks as Ray tasks on a Ray cluster whose nodes mount the data root.
+"""The `ray` engine: a stage's shard tasks on a Ray cluster whose nodes mount the data root.
 
-Only *where* changes. Each task runs ``executors.run_task`` on a Ray worker, which writes the shard's
-folder and done-marker on the shared data root exactly as a local worker does; results come back in
-plan order and the stage's global step (``finish``) runs here, on the driver. The stage object is put in
-Ray's object store once and shared by all its tasks. Ray reuses worker processes, so what a stage caches
-per process (a parsed tokenizer) is loaded once per worker, not once per shard. A stage with
-``load_worker_state`` (a model: embeddings, difficulty scores) runs on a pool of Ray actors instead: each actor
-loads the state once when it starts and runs shard after shard with it (``ShardWorker``); an actor that dies is
-restarted (loading again) and its task re-run, ``max_retries`` times.
+Only *where* changes. Each task runs ``executors.run_task`` on a Ray actor (``ShardWorker``), which writes the
+shard's folder and done-marker on the shared data root exactly as a local worker does; results come back in plan
+order and the stage's global step (``finish``) runs here, on the driver. The stage object is put in Ray's object
+store once per stage. The driver keeps its actors from one stage to the next (one per CPU slot it uses, started
+when a stage first needs them), as the local engine keeps its pool: what a stage caches per process (a parsed
+tokenizer) is loaded once per actor, and a stage with ``load_worker_state`` (a model: embeddings, difficulty
+scores) has it loaded once per actor and released when the stage is done. Each actor's process imports every
+stage module when it starts (``RUNTIME_ENV``), as the local forkserver does.
 
-Faults: a task whose worker process or node dies is re-run by Ray (``max_retries``); its earlier attempt
-left at most a temporary folder, never a marker, so the retry writes the same bytes. An exception raised
-by a task (bad input) is not retried: it is unwrapped from Ray's ``RayTaskError`` and raised here as the
-original exception, whose message names the file and line, with a note saying which shard and where.
+Faults: an actor whose process or node dies is restarted and its task re-run, ``max_retries`` times; the earlier
+attempt left at most a temporary folder, never a marker, so the retry writes the same bytes. An exception raised
+by a task (bad input) is not retried: it is unwrapped from Ray's ``RayTaskError`` and raised here as the original
+exception, whose message names the file and line, with a note saying which shard and where; the driver's actors
+are stopped first, so nothing keeps writing into the stage's work folder.
 """
 
 from __future__ import annotations
@@ -20,7 +21,6 @@ from __future__ import annotations
 import logging
 import re
 import tempfile
-from collections import deque
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -33,7 +33,7 @@ except ImportError as exc:  # the engine is optional: curamix runs without ray i
 from pipeline.config.execution import core_count
 from pipeline.config.ray_engine import RayConfig
 from pipeline.engine.contract import ShardTask, Stage, has_worker_state
-from pipeline.engine.executors import ShardDone, run_task, worker_state
+from pipeline.engine.executors import ShardDone, release_worker_state, run_task
 
 log = logging.getLogger(__name__)
 
@@ -53,6 +53,7 @@ def connect(config: RayConfig) -> None:
     if ray.is_initialized():
         if _connected is None or _connected == config.address:
             return
+        stop_actors()
         ray.shutdown()
     if config.address == "local":
         ray.init(num_cpus=config.local_num_cpus or core_count(), include_dashboard=False,
@@ -71,45 +72,30 @@ def connect(config: RayConfig) -> None:
 def disconnect() -> None:
     """Leave the cluster (and stop a ``local`` one) if this module connected."""
     global _connected
+    stop_actors()
     if _connected is not None and ray.is_initialized():
         ray.shutdown()
     _connected = None
 
 
-def _run_shard(stage: Stage, task: ShardTask) -> ShardDone:
-    return run_task(stage, task)
-
-
-_remote_run_shard = ray.remote(_run_shard)
-
-
-def _options(stage: Stage, task: ShardTask, config: RayConfig) -> dict:
-    options = dict(num_cpus=config.num_cpus_per_task, num_gpus=config.num_gpus_per_task,
-                   max_retries=config.max_retries, retry_exceptions=False,
-                   # Shown as the worker's process title (ray::<name>) and in Ray's task list.
-                   name=f"curamix.{stage.name}.{task.key}")
-    if config.memory_per_task_mb:
-        options["memory"] = config.memory_per_task_mb << 20
-    return options
-
-
 class ShardWorker:
-    """A Ray actor that loads a stage's worker state once, then runs shard tasks with it."""
+    """A Ray actor that runs shard tasks of any stage: one per CPU slot the driver uses, kept from one stage to the
+    next. A stage with ``load_worker_state`` has it loaded once per actor (``worker_state``) and released when the
+    stage is done."""
 
-    def __init__(self, stage: Stage):
-        self.stage = stage
-        worker_state(stage)  # cached in this actor's process for every task it runs
+    def run(self, stage: Stage, task: ShardTask) -> ShardDone:
+        return run_task(stage, task)
 
-    def run(self, task: ShardTask) -> ShardDone:
-        return run_task(self.stage, task)
+    def release(self) -> None:
+        release_worker_state()
 
 
 _RemoteShardWorker = ray.remote(ShardWorker)
 
 
 def actor_count(config: RayConfig, tasks: int) -> int:
-    """Actors worth starting: as many as the cluster's CPUs (and GPUs) fit at the per-task request, at most one
-    per task and ``max_in_flight``."""
+    """Actors worth having for ``tasks`` tasks: as many as the cluster's CPUs (and GPUs) fit at the per-task request,
+    at most one per task and ``max_in_flight``."""
     resources = ray.cluster_resources()
     fits = [int(resources.get("CPU", 1) // config.num_cpus_per_task)] if config.num_cpus_per_task else []
     if config.num_gpus_per_task:
@@ -128,14 +114,46 @@ def _actor_options(config: RayConfig) -> dict:
     return options
 
 
-def map_ray_actors(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
-    """The tasks of a stage with worker state on a pool of ``ShardWorker`` actors; yields in task order. An actor
+# The driver's actors, kept from one stage to the next as the local engine keeps its pool: a stage's first shard
+# then runs on a warm process. (Actors started per stage were extra processes beside Ray's task workers, which
+# Ray then stopped as surplus, so the next stage's tasks waited for new workers and their imports: 1.5-2.5 s
+# each, several times the sub-second stages' own work.) The actors live as long as this process's connection.
+_ACTORS: list = []
+_ACTORS_FOR: tuple[RayConfig, str] | None = None  # the settings they were started with, and the Ray job they are of
+
+
+def _actors(config: RayConfig, wanted: int) -> list:
+    """``wanted`` actors started with ``config``'s requests (new ones added as needed; Ray starts them as the cluster
+    has room)."""
+    global _ACTORS_FOR
+    owner = (config, ray.get_runtime_context().get_job_id())
+    if _ACTORS_FOR != owner:
+        stop_actors()  # other requests, or a new Ray session (whose start ended the old actors)
+        _ACTORS_FOR = owner
+    while len(_ACTORS) < wanted:
+        _ACTORS.append(_RemoteShardWorker.options(**_actor_options(config)).remote())
+    return _ACTORS[:wanted]
+
+
+def stop_actors() -> None:
+    global _ACTORS_FOR
+    for actor in _ACTORS:
+        try:
+            ray.kill(actor)
+        except Exception:  # its Ray session is gone already
+            pass
+    _ACTORS.clear()
+    _ACTORS_FOR = None
+
+
+def map_ray(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
+    """``run_task(stage, t)`` for every task on the driver's ``ShardWorker`` actors; yields in task order. An actor
     gets its next task as soon as it finishes one (results wait here until their turn: shards differ in size, so
-    waiting for them in order would leave actors idle); on the first failure every actor is killed (nothing keeps
-    writing into the work folder) and the original error raised."""
+    waiting for them in order would leave actors idle). On the first failure every actor is stopped (nothing keeps
+    writing into the work folder; the next stage starts new ones) and the original error raised."""
+    connect(config)
     stage_ref = ray.put(stage)
-    actors = [_RemoteShardWorker.options(**_actor_options(config)).remote(stage_ref)
-              for _ in range(actor_count(config, len(tasks)))]
+    actors = _actors(config, actor_count(config, len(tasks)))
     running: dict = {}  # result ref -> (task index, the actor running it)
     done: dict[int, ShardDone] = {}
     submitted = 0
@@ -143,7 +161,7 @@ def map_ray_actors(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) 
     def give(actor) -> None:
         nonlocal submitted
         if submitted < len(tasks):
-            running[actor.run.remote(tasks[submitted])] = (submitted, actor)
+            running[actor.run.remote(stage_ref, tasks[submitted])] = (submitted, actor)
             submitted += 1
 
     try:
@@ -159,52 +177,12 @@ def map_ray_actors(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) 
                     raise unwrap(error, stage, tasks[finished], config) from None
                 give(actor)
             yield done.pop(index)
-    finally:
-        for actor in actors:
-            ray.kill(actor)
-
-
-def map_ray(stage: Stage, tasks: Sequence[ShardTask], config: RayConfig) -> Iterator[ShardDone]:
-    """``run_task(stage, t)`` for every task, as Ray tasks (on actors for a stage with worker state); yields in
-    task order. On the first failure (in task order) the other tasks are cancelled and awaited, then the
-    original error is raised."""
-    connect(config)
+    except BaseException:
+        stop_actors()
+        raise
     if has_worker_state(stage):
-        yield from map_ray_actors(stage, tasks, config)
-        return
-    stage_ref = ray.put(stage)
-    window = config.max_in_flight or len(tasks)
-    queue = deque(tasks)
-    pending: deque[tuple[ShardTask, ray.ObjectRef]] = deque()
-
-    def submit() -> None:
-        task = queue.popleft()
-        pending.append((task, _remote_run_shard.options(**_options(stage, task, config)).remote(stage_ref, task)))
-
-    try:
-        while queue and len(pending) < window:
-            submit()
-        while pending:
-            task, ref = pending.popleft()
-            try:
-                done = ray.get(ref)
-            except ray.exceptions.RayError as error:
-                raise unwrap(error, stage, task, config) from None
-            if queue:
-                submit()
-            yield done
-    finally:
-        _settle([ref for _, ref in pending])
-
-
-def _settle(refs: list) -> None:
-    """Cancel tasks that are still queued or running and wait until none runs: a failed stage must not
-    leave tasks writing into its work folder while the next attempt starts."""
-    if not refs:
-        return
-    for ref in refs:
-        ray.cancel(ref)
-    ray.wait(refs, num_returns=len(refs), timeout=60)
+        for actor in actors:
+            actor.release.remote()  # runs after the actor's last shard: no idle actor keeps a model
 
 
 _FRAME = re.compile(r'File "([^"]+)", line (\d+), in (\S+)')
