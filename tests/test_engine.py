@@ -165,6 +165,19 @@ def test_the_local_pool_outlives_a_stage_and_is_closed_after_a_stage_that_loaded
     assert executors._POOL is None
 
 
+def test_start_engine_starts_the_pool_that_the_next_stage_uses(tmp_path):
+    from pipeline.engine import executors, start_engine
+
+    executors.close_pool()
+    start_engine(LOCAL_2)
+    pool = executors._POOL.executor
+    assert len(pool._processes) == 2
+    stage = toy_stage(tmp_path)
+    run_stage(stage, execution=LOCAL_2)
+    assert executors._POOL.executor is pool and set(json.loads(stage.out.read_text())["pids"]) <= set(pool._processes)
+    start_engine(INLINE)  # nothing to start
+
+
 def test_each_local_worker_gets_its_share_of_the_tokenizer_threads(tmp_path):
     from pipeline.config.execution import core_count
     from pipeline.engine import executors

@@ -18,16 +18,17 @@ class RayConfig:
     # "host:port": the head node's GCS address (this process joins the cluster as a driver);
     # "local": a private one-node Ray started by this process (tests, a laptop).
     address: str = "auto"
-    # Resources each shard task reserves: Ray runs as many tasks on a node at once as these fit its
-    # resources. Fractions are allowed (0.5 GPU: two tasks share a GPU).
+    # Resources each of the engine's actors reserves (an actor runs one shard task at a time): the driver starts as
+    # many as these fit the cluster. Fractions are allowed (0.5 GPU: two actors share a GPU).
     num_cpus_per_task: float = 1.0
     num_gpus_per_task: float = 0.0
     # Memory each task reserves for scheduling (Ray does not enforce it); null reserves none.
     memory_per_task_mb: int | None = None
-    # How often a task is re-run after its worker process or node died (killed, out of memory, preempted).
+    # How often an actor is restarted, and its task re-run, after its process or node died (killed, out of memory,
+    # preempted).
     # An exception raised by the task itself (bad input) is not retried: it fails the same way every time.
     max_retries: int = 3
-    # At most this many tasks submitted and not yet gathered; null: every task of the stage at once.
+    # At most this many actors, so shard tasks running at once; null: as many as the cluster's resources fit.
     max_in_flight: int | None = None
     # Only for address "local": CPUs and object store of the private Ray, and its session folder
     # (null: every core, Ray's default store size, a fresh folder under the system temp dir).

@@ -6,6 +6,6 @@ runs the tasks inline or on a pool of worker processes, skipping shards finished
 """
 
 from pipeline.engine.contract import ShardTask, Stage, shard_seed
-from pipeline.engine.executors import finished, marker_path, run_stage, shard_dir
+from pipeline.engine.executors import finished, marker_path, run_stage, shard_dir, start_engine
 
-__all__ = ["ShardTask", "Stage", "shard_seed", "run_stage", "finished", "marker_path", "shard_dir"]
+__all__ = ["ShardTask", "Stage", "shard_seed", "run_stage", "start_engine", "finished", "marker_path", "shard_dir"]

@@ -127,16 +127,19 @@ def import_stage_modules() -> None:
         importlib.import_module(module)
 
 
-def preload_modules(stage: Stage) -> list[str]:
+def preload_modules(stage: Stage | None) -> list[str]:
     """What this process's forkserver imports before forking any worker: the stage's own module and the stage
     modules this process has already imported. A Dagster step has imported the whole code location, so its workers
-    get every stage ready (torch included); a process that only stages files does not pay ~1.2 s for torch."""
+    get every stage ready (torch included); a process that only stages files does not pay ~1.2 s for torch. No
+    stage (``start_engine``, ahead of stages not known yet): every stage module."""
     import sys
 
-    return sorted({type(stage).__module__, *(m for m in STAGE_MODULES if m in sys.modules)})
+    if stage is None:
+        return list(STAGE_MODULES)
+    return sorted({type(stage).__module__} | {m for m in STAGE_MODULES if m in sys.modules})
 
 
-def _context(start_method: str, stage: Stage):
+def _context(start_method: str, stage: Stage | None):
     if start_method == "forkserver" and "forkserver" in multiprocessing.get_all_start_methods():
         context = multiprocessing.get_context("forkserver")
         context.set_forkserver_preload(preload_modules(stage))  # no effect once this process's server runs
@@ -189,7 +192,7 @@ class _Pool:
 _POOL: _Pool | None = None
 
 
-def _pool(stage: Stage, workers: int, start_method: str) -> ProcessPoolExecutor:
+def _pool(stage: Stage | None, workers: int, start_method: str) -> ProcessPoolExecutor:
     global _POOL
     if _POOL is not None and (_POOL.workers, _POOL.start_method) == (workers, start_method) \
             and not getattr(_POOL.executor, "_broken", False):
@@ -210,6 +213,19 @@ def close_pool() -> None:
 
 
 atexit.register(close_pool)
+
+
+def start_engine(execution: ExecutionConfig) -> None:
+    """Start the engine's workers now (``local``: this process's pool; ``ray``: the driver's actors), so that the
+    first stage does not wait for them; nothing for ``inline``. For a driver that knows it will run stages (a
+    benchmark, a notebook); a stage starts what it needs by itself."""
+    if execution.engine == "ray":
+        from pipeline.engine.ray_executor import start_actors
+
+        start_actors(execution.ray)
+    elif execution.engine == "local" and execution.worker_count() > 1 and not _in_daemon():
+        pool = _pool(None, execution.worker_count(), execution.start_method)
+        wait([pool.submit(os.getpid) for _ in range(execution.worker_count())])
 
 
 def _map_local(stage: Stage, tasks: Sequence[ShardTask], *, workers: int, start_method: str) -> Iterator[ShardDone]:

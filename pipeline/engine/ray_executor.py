@@ -135,6 +135,12 @@ def _actors(config: RayConfig, wanted: int) -> list:
     return _ACTORS[:wanted]
 
 
+def start_actors(config: RayConfig) -> None:
+    """Connect and start as many actors as the cluster fits, waiting until each is up (``executors.start_engine``)."""
+    connect(config)
+    ray.get([actor.release.remote() for actor in _actors(config, actor_count(config, 1 << 30))])
+
+
 def stop_actors() -> None:
     global _ACTORS_FOR
     for actor in _ACTORS:
