@@ -5,7 +5,7 @@ come from the spec (``proxies.train.population_chunk``, or the memory rule of ``
 the configured device), never from the engine or its worker count; ``run_shard`` trains one population as
 one batched model (on the worker's GPU when it has one) and writes its rows of the results table;
 ``finish`` gathers them, in member order, into ``proxy_runs/<sweep>/results.parquet`` beside ``meta.json``.
-Under ``execution.engine: ray`` each population is a Ray task (``execution.ray.num_gpus_per_task``).
+Under ``execution.engine: ray`` each population is a shard task on one of the driver's Ray actors (``execution.ray.num_gpus_per_task``).
 
 Bytes: a member's numbers depend on the members batched with it (float rounding of batched matmuls) and on
 torch's CPU thread count (parallel reductions). Both are fixed at plan time (the populations, and the
