@@ -121,3 +121,20 @@ def test_an_old_spec_with_a_seta_scores_path_loads_with_a_warning(tmp_path):
     with pytest.warns(SpecDeprecationWarning, match="pruning.seta.scores .* is ignored"):
         config = spec_from_dict(data, path=tmp_path / "spec.yaml").pruning
     assert config.seta.groups == 4 and config.seta.scores is None
+
+
+def test_a_removed_setting_is_neither_listed_by_curamix_defaults_nor_hashed(tmp_path):
+    import warnings
+
+    from pipeline.config.pruning import SpecDeprecationWarning
+    from pipeline.spec import default_sections, spec_from_dict
+
+    assert "scores" not in default_sections()["pruning"]["seta"]
+    (tmp_path / "a.txt").write_text("hello")
+    data = {"name": "t", "sources": [{"name": "s", "path": "a.txt", "domain": "d"}], "pruning": {"method": "seta"}}
+    plain = spec_from_dict(data, path=tmp_path / "spec.yaml")
+    data["pruning"]["seta"] = {"scores": "difficulty_scores/scores.parquet"}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", SpecDeprecationWarning)
+        old = spec_from_dict(data, path=tmp_path / "spec.yaml")
+    assert old.spec_hash == plain.spec_hash

@@ -127,7 +127,7 @@ class SeTaConfig:
     window_start: int | None = None
     # Removed: the losses are always the difficulty_scores asset's (paths under the data root come from
     # pipeline.layout.Layout, not the spec). An old spec that still sets it loads with a warning; the value is ignored.
-    scores: str | None = None
+    scores: str | None = field(default=None, metadata={"removed": True})
 
     def __post_init__(self):
         if self.scores is not None:

@@ -137,7 +137,10 @@ def _build_dataclass(cls: type, value: Any, path: str) -> Any:
 def to_plain(instance: Any) -> Any:
     """The inverse of ``build``: plain dicts/lists, for hashing and reports."""
     if dataclasses.is_dataclass(instance):
-        return {f.name: to_plain(getattr(instance, f.name)) for f in dataclasses.fields(instance)}
+        # A removed setting (``metadata={"removed": True}``) still loads from an old spec, with a warning, but is
+        # neither shown (`curamix defaults`) nor hashed.
+        return {f.name: to_plain(getattr(instance, f.name)) for f in dataclasses.fields(instance)
+                if not f.metadata.get("removed")}
     if isinstance(instance, (list, tuple)):
         return [to_plain(v) for v in instance]
     if isinstance(instance, dict):
