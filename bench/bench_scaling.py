@@ -385,5 +385,11 @@ if __name__ == "__main__":
     if len(sys.argv) in (5, 6) and sys.argv[1] == "--child":
         emit(run_step(sys.argv[2], sys.argv[3], sys.argv[4], int(sys.argv[5]) if len(sys.argv) == 6 else None))
         _reap_workers()
+    elif len(sys.argv) == 3 and sys.argv[1] == "--staging-only":
+        # Staging alone, `local` vs `inline`, on a corpus FACTOR x the base fraction (8 copies): how its speedup
+        # grows once the fixed start weighs less (16: ~1.5 GB of raw JSONL, a few minutes to build).
+        with tempfile.TemporaryDirectory(prefix="bench-staging-") as tmp:
+            print(json.dumps(_staging_large(Path(tmp), fraction=float(sys.argv[2]) * BASE_FRACTION,
+                                            copies=SPEEDUP_COPIES), indent=2))
     else:
         print(json.dumps(run(quick="--quick" in sys.argv), indent=2))
