@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import os
 import shutil
 import uuid
@@ -32,14 +31,7 @@ from proxies.tokenizer import train_tokenizer
 from tests.test_pruning_stage import _with_method, curated  # noqa: F401 (fixture)
 from tests.test_proxies import TINY_MODEL
 
-INLINE = ExecutionConfig(engine="inline")
-LOCAL_1 = ExecutionConfig(engine="local", workers=1, min_bytes_per_worker=0)
-LOCAL_2 = ExecutionConfig(engine="local", workers=2, min_bytes_per_worker=0)
-
-
-def tree(folder: Path) -> dict[str, str]:
-    return {p.relative_to(folder).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
-            for p in sorted(folder.rglob("*")) if p.is_file()}
+from tests.test_engine import INLINE, LOCAL_1, LOCAL_2, tree
 
 
 # ------------------------------------------------------------------------------------ the load-once hook

@@ -74,10 +74,16 @@ def finished(stage: Stage, task: ShardTask) -> dict | None:
 _WORKER_STATE: dict[str, Any] = {}
 
 
+def pickled(stage: Stage) -> tuple[str, bytes]:
+    """The stage pickled, and the sha256 of those bytes: what identifies a stage's value across processes."""
+    blob = pickle.dumps(stage, protocol=5)
+    return hashlib.sha256(blob).hexdigest(), blob
+
+
 def state_key(stage: Stage) -> str:
     """What a worker state is cached under: the stage's own value (its fields pickled), so that a stage with other
     inputs or settings never receives a state loaded for another (stages carry paths and settings, not models)."""
-    return hashlib.sha256(pickle.dumps(stage, protocol=5)).hexdigest()
+    return pickled(stage)[0]
 
 
 def worker_state(stage: Stage) -> Any:
@@ -232,8 +238,7 @@ def _map_local(stage: Stage, tasks: Sequence[ShardTask], *, workers: int, start_
     """``run_task(stage, t)`` for ``tasks`` in the process pool; yields results in task order (the first error, in
     task order, is raised after the tasks not yet started are cancelled and the running ones finished)."""
     pool = _pool(stage, workers, start_method)
-    blob = pickle.dumps(stage, protocol=5)
-    key = hashlib.sha256(blob).hexdigest()
+    key, blob = pickled(stage)
     futures = [pool.submit(_run_batch, key, blob, batch) for batch in batches(tasks, workers)]
     try:
         for future in futures:
