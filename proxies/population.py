@@ -173,6 +173,16 @@ def train_step(opt: torch.optim.Optimizer, params: Sequence[torch.Tensor], batch
     return losses
 
 
+def allow_recompiles(limit: int) -> None:
+    """Let torch compile ``member_losses`` for at least ``limit`` model shapes in this process. Every trainer compiles
+    that one function, once per model config, population size and precision; past torch's default of 8 it silently
+    runs eagerly, slower and with other rounding, so a long process (`curamix run`'s whole graph, a test session)
+    trained differently from a fresh one."""
+    config = torch._dynamo.config
+    name = "recompile_limit" if hasattr(config, "recompile_limit") else "cache_size_limit"
+    setattr(config, name, max(getattr(config, name), limit))
+
+
 class ChunkTrainer:
     """Trains groups of ``n`` members, reusing one model (and its compiled step) across groups of that size."""
 
@@ -181,6 +191,7 @@ class ChunkTrainer:
         self.model = PopulationLM(model_config, vocab_size, n).to(device)
         self.loss_fn = self.model.member_losses
         if train.compile:
+            allow_recompiles(64)
             self.loss_fn = torch.compile(self.model.member_losses, dynamic=False)
 
     def _losses(self, batch: torch.Tensor) -> torch.Tensor:

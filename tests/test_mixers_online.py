@@ -115,5 +115,7 @@ def test_larger_scale_validation_scores_the_test_slice_it_is_given():
     given = larger_scale_validation(bins, small_eval, mixes, v, seeds=[0], steps=6,
                                     eval_tokens=CFG.train.eval_tokens)
     other = larger_scale_validation(bins, CFG, mixes, v, seeds=[0], steps=6, eval_tokens=32)
-    assert given["runs"]["uniform"]["losses"] == default["runs"]["uniform"]["losses"]
-    assert other["runs"]["uniform"]["losses"] != default["runs"]["uniform"]["losses"]
+    # Equal up to float rounding: two trainings in one process may round differently (the BLAS's results depend on
+    # how its buffers happen to be aligned), far below what another test slice changes.
+    assert given["runs"]["uniform"]["losses"] == pytest.approx(default["runs"]["uniform"]["losses"], rel=1e-6)
+    assert other["runs"]["uniform"]["losses"] != pytest.approx(default["runs"]["uniform"]["losses"], rel=1e-6)

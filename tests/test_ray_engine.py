@@ -34,10 +34,16 @@ ray = pytest.importorskip("ray", reason="the ray extra is not installed")
 RAY_BIN = Path(sys.executable).parent / "ray"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+def free_ports(n: int) -> list[int]:
+    """``n`` distinct free ports (the sockets stay bound until all are chosen, so none is handed out twice)."""
+    sockets = [socket.socket() for _ in range(n)]
+    try:
+        for s in sockets:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in sockets]
+    finally:
+        for s in sockets:
+            s.close()
 
 
 # Ray turns token authentication on by itself when ~/.ray/auth_token exists (any earlier `ray.init()` on the
@@ -50,7 +56,7 @@ class RayCluster:
     cluster and nothing else (never `ray stop`, which stops every cluster of the user on the machine)."""
 
     def __init__(self, *, num_cpus: int = 2):
-        self.port = free_port()
+        self.port, client, dashboard, agent, agent_grpc, metrics, runtime_env = free_ports(7)
         self.temp_dir = tempfile.mkdtemp(prefix="cmxray", dir="/tmp")  # short: Ray's socket paths have a limit
         self.log = Path(self.temp_dir) / "start.log"
         env = {**os.environ, "PYTHONPATH": str(REPO), "RAY_USAGE_STATS_ENABLED": "0", **NO_TOKEN_AUTH}
@@ -60,9 +66,9 @@ class RayCluster:
                  "--num-gpus=0", f"--temp-dir={self.temp_dir}", "--include-dashboard=false",
                  "--disable-usage-stats",
                  # every listening port free, so that clusters of concurrent test runs do not collide
-                 f"--ray-client-server-port={free_port()}", f"--dashboard-port={free_port()}",
-                 f"--dashboard-agent-listen-port={free_port()}", f"--dashboard-agent-grpc-port={free_port()}",
-                 f"--metrics-export-port={free_port()}", f"--runtime-env-agent-port={free_port()}"],
+                 f"--ray-client-server-port={client}", f"--dashboard-port={dashboard}",
+                 f"--dashboard-agent-listen-port={agent}", f"--dashboard-agent-grpc-port={agent_grpc}",
+                 f"--metrics-export-port={metrics}", f"--runtime-env-agent-port={runtime_env}"],
                 stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
 
     @property
@@ -77,8 +83,9 @@ class RayCluster:
             if self.process.poll() is not None:
                 break
             time.sleep(0.5)
+        log = self.log.read_text()[-3000:]  # before stop(), which removes the cluster's folder
         self.stop()
-        raise RuntimeError(f"ray start did not come up:\n{self.log.read_text()[-3000:]}")
+        raise RuntimeError(f"ray start did not come up:\n{log}")
 
     def worker_pids(self, title: str) -> list[int]:
         """Ray workers of this cluster (its session: workers get process groups of their own) whose process title, ``ray::<task name>``, starts
