@@ -55,15 +55,22 @@ def run_one(name: str, quick: bool, results: Path = RESULTS) -> dict:
     module = importlib.import_module(f"bench.bench_{name}")
     started = time.perf_counter()
     figures = module.run(quick=quick)
+    return record_result(name, figures, getattr(module, "summarize", lambda f: ""), quick=quick, results=results,
+                         command=f"python -m bench.run {name}" + (" --quick" if quick else ""), started=started)
+
+
+def record_result(name: str, figures: dict, summarize, *, quick: bool, results: Path, command: str,
+                  started: float) -> dict:
+    """Write ``results/<name>.json`` (figures with the machine, date and command) and return the record."""
     record = {
         "benchmark": name,
         "date": dt.datetime.now(dt.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "machine": machine(),
         "quick": quick,
         "wall_s": round(time.perf_counter() - started, 1),
-        "command": f"python -m bench.run {name}" + (" --quick" if quick else ""),
+        "command": command,
         "figures": figures,
-        "summary": getattr(module, "summarize", lambda f: "")(figures),
+        "summary": summarize(figures),
     }
     results.mkdir(parents=True, exist_ok=True)
     (results / f"{name}.json").write_text(json.dumps(record, indent=2) + "\n")

@@ -18,9 +18,12 @@ import numpy as np
 
 from pipeline.config.typed import to_plain
 from pipeline.emission.megatron import DTYPE_CODES
+from pipeline.emission.shuffle import FEISTEL_ROUNDS
 from pipeline.store import DataRoot, file_sha256 as _sha256, write_json
 
-MANIFEST_VERSION = 1
+MANIFEST_VERSION = 2
+# How a seed becomes an order (pipeline/emission/shuffle.py); version 1 sorted by a keyed hash.
+SHUFFLE = f"feistel-splitmix64-{FEISTEL_ROUNDS}-rounds, cycle-walking"
 EXACTNESS = (
     "per-domain tokens (EOS included) equal the quotas exactly; quotas are the largest-remainder "
     "apportionment of total_tokens; documents are whole except at most one per domain, cut to a prefix "
@@ -45,21 +48,21 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
         s = schedules[d]
         cut = None
         if len(s):
-            last_doc, last_take = int(s.doc[-1]), int(s.take[-1])
+            last_doc, last_take = s.last()
             full = int(caches[d].lengths[last_doc])
             if last_take < full:
-                cut = {"doc_id": caches[d].doc_ids[last_doc].decode(), "kept_tokens": last_take, "tokens": full}
+                cut = {"doc_id": caches[d].doc_id(last_doc), "kept_tokens": last_take, "tokens": full}
         domains[d] = {
             "target_proportion": q.target_proportion,
             "achieved_proportion": s.tokens / total,
             "quota": q.quota,
             "tokens": s.tokens,
             "documents": len(s),
-            "unique_documents": int(len(np.unique(s.doc))) if len(s) else 0,
+            "unique_documents": s.unique_documents,
             "available_documents": caches[d].documents,
             "available_tokens": q.available,
             "epochs": q.epochs,
-            "full_epochs_started": int(s.epoch.max()) + 1 if len(s) else 0,
+            "full_epochs_started": s.epochs_started,
             "capped": q.capped,
             "cut_document": cut,
             "input_fingerprint": fingerprints[d],
@@ -100,7 +103,7 @@ def build_manifest(*, inputs, config, plan, schedules, caches, sets, tokenizer, 
             "sha256": _sha256(inputs.mixture_path) if inputs.mixture_path and Path(inputs.mixture_path).exists() else None,
         },
         "seeds": {"emission": inputs.seed, "domain_epoch_order": "sub_seed(emission, 'domain', d, 'epoch', e)",
-                  "global_shuffle": "sub_seed(emission, 'global')"},
+                  "global_shuffle": "sub_seed(emission, 'global')", "permutation": SHUFFLE},
         "output_config": to_plain(config),
         **inputs.provenance,
     }

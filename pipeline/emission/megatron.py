@@ -39,11 +39,15 @@ def dtype_for_vocab(vocab_size: int) -> np.dtype:
     return np.dtype(np.uint16) if vocab_size < 65500 else np.dtype(np.int32)
 
 
+INDEX_CHUNK = 1 << 20  # sequences per write while an index is assembled
+
+
 class IndexedDatasetWriter:
     """Streams documents into ``<prefix>.bin``; ``finish()`` writes ``<prefix>.idx``.
 
-    The caller owns naming (emission writes to temporary names and renames); this class only
-    writes the two files it is given.
+    The documents' lengths go to a sidecar file as they come (``<idx>.lengths``, removed by ``finish``), so
+    memory does not grow with the documents of a shard. The caller owns naming (emission writes to temporary
+    names and renames); this class only writes the files it is given.
     """
 
     def __init__(self, bin_path: Path, idx_path: Path, dtype: np.dtype):
@@ -51,9 +55,11 @@ class IndexedDatasetWriter:
         self.dtype = np.dtype(dtype)
         if self.dtype.name not in DTYPE_CODES:
             raise ValueError(f"dtype {self.dtype} has no MMIDIDX code")
+        self._lengths_path = self.idx_path.with_name(self.idx_path.name + ".lengths")
         self._bin = open(self.bin_path, "wb")
-        self._lengths: list[np.ndarray] = []
+        self._lengths = open(self._lengths_path, "wb")
         self.tokens = 0
+        self.documents = 0
 
     def add_documents(self, tokens: np.ndarray, lengths: np.ndarray) -> None:
         """Append documents given as one flat token array and their lengths (EOS already in place)."""
@@ -64,41 +70,48 @@ class IndexedDatasetWriter:
         if len(lengths) and (lengths.min() <= 0 or lengths.max() > np.iinfo(np.int32).max):
             raise ValueError("every document needs between 1 and 2**31-1 tokens")
         self._bin.write(tokens.tobytes())
-        self._lengths.append(lengths)
+        self._lengths.write(lengths.astype("<i4").tobytes())
         self.tokens += len(tokens)
-
-    @property
-    def documents(self) -> int:
-        return sum(len(x) for x in self._lengths)
+        self.documents += len(lengths)
 
     def finish(self) -> None:
         self._bin.flush()
         os.fsync(self._bin.fileno())
         self._bin.close()
-        lengths = np.concatenate(self._lengths) if self._lengths else np.zeros(0, np.int64)
+        self._lengths.close()
+        lengths = np.memmap(self._lengths_path, dtype="<i4", mode="r") if self.documents else np.zeros(0, "<i4")
         write_index(self.idx_path, lengths, self.dtype)
+        del lengths
+        self._lengths_path.unlink()
 
     def abort(self) -> None:
-        if not self._bin.closed:
-            self._bin.close()
+        for f in (self._bin, self._lengths):
+            if not f.closed:
+                f.close()
+        self._lengths_path.unlink(missing_ok=True)
 
 
 def write_index(path: Path, lengths: np.ndarray, dtype: np.dtype) -> None:
-    """Write an ``.idx`` for one-sequence-per-document data of the given lengths."""
-    lengths = np.asarray(lengths, dtype=np.int64)
+    """Write an ``.idx`` for one-sequence-per-document data of the given lengths (an array or a memmap: it is
+    read in chunks of ``INDEX_CHUNK``, so the index of any number of documents is written in bounded memory)."""
     n = len(lengths)
-    pointers = np.zeros(n, dtype=np.int64)
-    if n > 1:
-        np.cumsum(lengths[:-1] * np.dtype(dtype).itemsize, out=pointers[1:])
+    itemsize = np.dtype(dtype).itemsize
     with open(path, "wb") as f:
         f.write(MAGIC)
         f.write(struct.pack("<Q", VERSION))
         f.write(struct.pack("<B", DTYPE_CODES[np.dtype(dtype).name]))
         f.write(struct.pack("<Q", n))
         f.write(struct.pack("<Q", n + 1))
-        f.write(lengths.astype("<i4").tobytes())
-        f.write(pointers.astype("<i8").tobytes())
-        f.write(np.arange(n + 1, dtype="<i8").tobytes())
+        for a in range(0, n, INDEX_CHUNK):
+            f.write(np.asarray(lengths[a: a + INDEX_CHUNK]).astype("<i4").tobytes())
+        pointer = 0  # byte offset of each sequence in .bin: the running sum of the lengths before it
+        for a in range(0, n, INDEX_CHUNK):
+            sizes = np.asarray(lengths[a: a + INDEX_CHUNK], dtype=np.int64) * itemsize
+            ends = pointer + np.cumsum(sizes)
+            f.write(np.concatenate([[pointer], ends[:-1]]).astype("<i8").tobytes())
+            pointer = int(ends[-1])
+        for a in range(0, n + 1, INDEX_CHUNK):
+            f.write(np.arange(a, min(n + 1, a + INDEX_CHUNK), dtype="<i8").tobytes())
         f.flush()
         os.fsync(f.fileno())
 

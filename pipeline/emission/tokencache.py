@@ -2,16 +2,17 @@
 
 Documents are read (``pipeline.engine.parts.text_batches``) and tokenized with ``encode_batch_fast`` in batches of
 at most ``batch_bytes`` of text, so memory stays bounded by two batches (one encoding while the previous one is
-written), never by the domain or the corpus. The cache
-holds, per domain: the token ids (no EOS), the UTF-8 text, their per-document offsets and the
-doc_ids, all memory-mappable, so pass 2 can gather any document in any order without holding the
-corpus in memory. A cache is built in a temporary folder and renamed into place with a ``meta.json``
-recording its fingerprint (inputs' sha256, tokenizer sha256, dtype); a later run with the same
-fingerprint reuses it, which is how an interrupted emission resumes without redoing finished domains.
+written), never by the domain or the corpus. The cache holds, per domain: the token ids (no EOS), the UTF-8 text,
+the doc_ids, and each one's per-document offsets, every file written as the batches go and memory-mapped when
+read, so neither pass holds anything per document in memory and pass 2 can gather any document in any order. A
+cache is built in a temporary folder and renamed into place with a ``meta.json`` recording its fingerprint
+(inputs' sha256, tokenizer sha256, dtype); a later run with the same fingerprint reuses it, which is how an
+interrupted emission resumes without redoing finished domains.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -31,7 +32,9 @@ from pipeline.diskspace import longest_token_bytes, min_token_bytes, require_fre
 from pipeline.engine.parts import text_batches
 from pipeline.store import file_sha256, replace_dir
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
+# One int64 offset per document (plus a leading 0) for tokens, text and doc_id each.
+OFFSET_FILES = ("token_offsets.bin", "text_offsets.bin", "doc_id_offsets.bin")
 
 
 def fingerprint(files: list[Path], *, tokenizer_sha256: str, dtype: np.dtype) -> str:
@@ -39,6 +42,23 @@ def fingerprint(files: list[Path], *, tokenizer_sha256: str, dtype: np.dtype) ->
     for f in files:
         h.update(f"\n{Path(f).name}:{file_sha256(f)}".encode())
     return h.hexdigest()
+
+
+class DocLengths:
+    """Tokens per document as emitted (its ids plus one EOS), read from memory-mapped offsets when indexed."""
+
+    def __init__(self, token_offsets: np.ndarray):
+        self.offsets = token_offsets
+
+    def __len__(self) -> int:
+        return len(self.offsets) - 1
+
+    def __getitem__(self, index) -> np.ndarray:
+        index = np.asarray(index, dtype=np.int64)
+        return np.asarray(self.offsets[index + 1] - self.offsets[index] + 1, dtype=np.int64)
+
+    def sum(self) -> int:
+        return int(self.offsets[-1] - self.offsets[0]) + len(self)
 
 
 @dataclass
@@ -51,17 +71,20 @@ class DomainCache:
     token_offsets: np.ndarray  # int64[n + 1]
     text: np.ndarray  # uint8, UTF-8 of all documents back to back
     text_offsets: np.ndarray  # int64[n + 1]
-    doc_ids: np.ndarray  # bytes (S*) [n]
+    id_bytes: np.ndarray  # uint8, UTF-8 of all doc_ids back to back
+    id_offsets: np.ndarray  # int64[n + 1]
     meta: dict
 
     @property
     def documents(self) -> int:
-        return len(self.doc_ids)
+        return len(self.token_offsets) - 1
 
     @property
-    def lengths(self) -> np.ndarray:
-        """Tokens per document as emitted: its ids plus one EOS."""
-        return np.diff(self.token_offsets) + 1
+    def lengths(self) -> DocLengths:
+        return DocLengths(self.token_offsets)
+
+    def doc_id(self, i: int) -> str:
+        return bytes(self.id_bytes[self.id_offsets[i]: self.id_offsets[i + 1]]).decode("utf-8")
 
     def doc_text(self, i: int) -> str:
         return bytes(self.text[self.text_offsets[i]: self.text_offsets[i + 1]]).decode("utf-8")
@@ -75,23 +98,23 @@ def _memmap(path: Path, dtype) -> np.ndarray:
 
 def open_cache(path: Path) -> DomainCache:
     meta = json.loads((path / "meta.json").read_text())
-    dtype = np.dtype(meta["dtype"])
     return DomainCache(
         domain=meta["domain"], path=path,
-        tokens=_memmap(path / "tokens.bin", dtype),
-        token_offsets=np.load(path / "token_offsets.npy"),
+        tokens=_memmap(path / "tokens.bin", np.dtype(meta["dtype"])),
+        token_offsets=_memmap(path / "token_offsets.bin", np.int64),
         text=_memmap(path / "text.bin", np.uint8),
-        text_offsets=np.load(path / "text_offsets.npy"),
-        doc_ids=np.load(path / "doc_ids.npy"),
+        text_offsets=_memmap(path / "text_offsets.bin", np.int64),
+        id_bytes=_memmap(path / "doc_ids.bin", np.uint8),
+        id_offsets=_memmap(path / "doc_id_offsets.bin", np.int64),
         meta=meta,
     )
 
 
 def _text_batches(files: list[Path], *, batch_bytes: int) -> Iterator[tuple[pa.Array, pa.Array]]:
-    """(doc_id, text as large_string) arrays of at most ``batch_bytes`` of text, in file and row order (a single
+    """(doc_id, text) as large_string arrays of at most ``batch_bytes`` of text, in file and row order (a single
     larger document travels alone; staging's max_doc_bytes bounds it)."""
     for table in text_batches([(f, None) for f in files], columns=["doc_id", "text"], batch_bytes=batch_bytes):
-        yield (pc.cast(table.column("doc_id"), pa.string()).combine_chunks(),
+        yield (pc.cast(table.column("doc_id"), pa.large_string()).combine_chunks(),
                pc.cast(table.column("text"), pa.large_string()).combine_chunks())
 
 
@@ -145,25 +168,35 @@ def build_domain_cache(
     tmp = cache_root / f".domain={domain}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        token_offsets, text_offsets, doc_ids = [np.zeros(1, np.int64)], [np.zeros(1, np.int64)], []
-        n_tokens = n_bytes = 0
-        with open(tmp / "tokens.bin", "wb") as tok_f, open(tmp / "text.bin", "wb") as text_f, \
-                ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+        names = ("tokens.bin", "text.bin", "doc_ids.bin", *OFFSET_FILES)
+        with contextlib.ExitStack() as stack, ThreadPoolExecutor(max_workers=1, thread_name_prefix="encode") as pool:
+            tok_f, text_f, id_f, tok_off_f, text_off_f, id_off_f = (stack.enter_context(open(tmp / n, "wb"))
+                                                                     for n in names)
+            ends = {"tokens": 0, "text": 0, "ids": 0}
+            for f in (tok_off_f, text_off_f, id_off_f):
+                f.write(np.zeros(1, np.int64).tobytes())
+            documents = 0
+
+            def append(kind: str, f, offsets: np.ndarray) -> None:
+                """Write a batch's per-document end offsets of ``kind``, continuing from the previous batch."""
+                f.write((ends[kind] + offsets).astype(np.int64).tobytes())
+                ends[kind] += int(offsets[-1]) if len(offsets) else 0
 
             def consume(ids: pa.Array, text: pa.Array, future) -> None:
-                nonlocal n_tokens, n_bytes
+                nonlocal documents
                 lengths, flat = _flatten(future.result(), np.dtype(dtype))
                 tok_f.write(flat.tobytes())
-                token_offsets.append(n_tokens + np.cumsum(lengths))
-                n_tokens += int(lengths.sum())
+                append("tokens", tok_off_f, np.cumsum(lengths))
                 # Copy the UTF-8 straight out of the Arrow buffers (no re-encoding in Python).
-                offs = np.frombuffer(text.buffers()[1], dtype=np.int64)[text.offset: text.offset + len(text) + 1]
-                text_f.write(memoryview(text.buffers()[2])[int(offs[0]): int(offs[-1])])
-                text_offsets.append(n_bytes + (offs[1:] - offs[0]))
-                n_bytes += int(offs[-1] - offs[0])
-                doc_ids.append(np.array(ids.to_pylist(), dtype=np.bytes_))  # compact: bytes per id, no str objects
+                for column, kind, out_f, off_f in ((text, "text", text_f, text_off_f), (ids, "ids", id_f, id_off_f)):
+                    offs = np.frombuffer(column.buffers()[1], dtype=np.int64)[
+                        column.offset: column.offset + len(column) + 1]
+                    if offs[-1] > offs[0]:  # an all-empty column may have no data buffer
+                        out_f.write(memoryview(column.buffers()[2])[int(offs[0]): int(offs[-1])])
+                    append(kind, off_f, offs[1:] - offs[0])
+                documents += len(ids)
                 if progress:
-                    progress(f"tokenized {domain}: {sum(map(len, doc_ids))} documents, {n_tokens} tokens")
+                    progress(f"tokenized {domain}: {documents} documents, {ends['tokens']} tokens")
 
             pending = None
             for ids, text in _text_batches(files, batch_bytes=batch_bytes):
@@ -173,15 +206,11 @@ def build_domain_cache(
                 pending = (ids, text, future)
             if pending is not None:
                 consume(*pending)
-            for f in (tok_f, text_f):
+            for f in (tok_f, text_f, id_f, tok_off_f, text_off_f, id_off_f):
                 f.flush()
                 os.fsync(f.fileno())
-        np.save(tmp / "token_offsets.npy", np.concatenate(token_offsets))
-        np.save(tmp / "text_offsets.npy", np.concatenate(text_offsets))
-        all_ids = np.concatenate(doc_ids) if doc_ids else np.zeros(0, "S32")
-        np.save(tmp / "doc_ids.npy", all_ids)
-        meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": len(all_ids),
-                "tokens": n_tokens, "text_bytes": n_bytes, "files": [str(f) for f in files]}
+        meta = {"domain": domain, "fingerprint": fp, "dtype": np.dtype(dtype).name, "documents": documents,
+                "tokens": ends["tokens"], "text_bytes": ends["text"], "files": [str(f) for f in files]}
         (tmp / "meta.json").write_text(json.dumps(meta, indent=2, sort_keys=True))
         replace_dir(tmp, final)
     finally:

@@ -9,6 +9,10 @@ tokens equal its quota exactly) and writes:
     <out>/domains/<domain>/shard-NNNNN.{bin,idx,parquet}
     <out>/manifest.json                                 written last
 
+Memory does not grow with the documents: a schedule and the global order are rules evaluated for a block
+of positions at a time (``shuffle``), shards are cut from one scan of their token counts, and documents are
+gathered from the memory-mapped caches ``CHUNK_DOCS`` at a time.
+
 Exactness, as chosen here: per-domain token counts (EOS included) equal the quotas exactly; at most
 one document per domain is cut (it keeps a prefix of its tokens, still ending with EOS), every other
 document is whole. The mixed set holds the same document copies as the per-domain sets, in one
@@ -30,6 +34,7 @@ import shutil
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -42,7 +47,8 @@ from pipeline.emission import manifest as manifest_mod
 from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
 from pipeline.emission.parquet_shards import TextShardWriter
 from pipeline.emission.quotas import QuotaPlan, plan_quotas
-from pipeline.emission.shuffle import Schedule, domain_schedule, permutation, sub_seed
+from pipeline.emission.shuffle import (DomainOrder, Entries, MixedOrder, Schedule, domain_schedule, scan_takes, sub_seed,
+                                       takes)
 from pipeline.emission.tokencache import DomainCache, clean_stale, file_sha256, fingerprint
 from pipeline.emission.tokenize_stage import tokenize_domains
 from pipeline.store import replace_dir
@@ -51,6 +57,8 @@ EOS_CANDIDATES = ("<|endoftext|>", "</s>", "<eos>", "[EOS]", "<|eos|>")
 # Documents gathered per write while filling a shard: bounds pass-2 memory.
 CHUNK_TOKENS = 4_000_000
 CHUNK_DOCS = 8192
+# Positions per block whose tokens the shard planner sums in one scan (a cut re-reads one block).
+CUT_BLOCK = 4096
 
 
 class EmissionError(RuntimeError):
@@ -95,22 +103,6 @@ def _fsync_dir(path: Path) -> None:
         pass
 
 
-@dataclass
-class _Entries:
-    """Document copies to write, in order: domain index, document index, epoch, tokens taken."""
-
-    dom: np.ndarray
-    doc: np.ndarray
-    epoch: np.ndarray
-    take: np.ndarray
-
-    def __len__(self) -> int:
-        return len(self.doc)
-
-    def slice(self, a: int, b: int) -> _Entries:
-        return _Entries(self.dom[a:b], self.doc[a:b], self.epoch[a:b], self.take[a:b])
-
-
 class _ShardSetWriter:
     """Writes one set (mixed, or one domain) as shards of at most ``shard_tokens`` tokens."""
 
@@ -123,16 +115,16 @@ class _ShardSetWriter:
         self.eos_id, self.dtype, self.formats, self.shard_tokens = eos_id, dtype, formats, shard_tokens
         self._cut_text = cut_texts
 
-    def write(self, entries: _Entries) -> list[dict]:
+    def write(self, order: DomainOrder | MixedOrder) -> list[dict]:
         self.folder.mkdir(parents=True, exist_ok=True)
         records = []
-        for i, (a, b) in enumerate(_shard_bounds(entries.take, self.shard_tokens)):
-            records.append(self._write_shard(f"shard-{i:05d}", entries.slice(a, b)))
+        for i, (a, b) in enumerate(_shard_bounds(order, self.shard_tokens)):
+            records.append(self._write_shard(f"shard-{i:05d}", order, a, b))
             if self.progress:
                 self.progress(f"wrote {self.rel}/shard-{i:05d}: {records[-1]['tokens']} tokens")
         return records
 
-    def _write_shard(self, name: str, entries: _Entries) -> dict:
+    def _write_shard(self, name: str, order: DomainOrder | MixedOrder, start: int, end: int) -> dict:
         tmp_tag = f".tmp-{uuid.uuid4().hex[:8]}"
         paths = {"bin": self.folder / f"{name}.bin", "idx": self.folder / f"{name}.idx",
                  "parquet": self.folder / f"{name}.parquet"}
@@ -142,14 +134,16 @@ class _ShardSetWriter:
         text = TextShardWriter(tmp["parquet"]) if "parquet" in self.formats else None
         domain_tokens = np.zeros(len(self.domains), dtype=np.int64)
         domain_docs = np.zeros(len(self.domains), dtype=np.int64)
-        np.add.at(domain_tokens, entries.dom, entries.take)
-        np.add.at(domain_docs, entries.dom, 1)
-        for a, b in _chunk_bounds(entries.take, CHUNK_TOKENS, CHUNK_DOCS):
-            chunk = entries.slice(a, b)
-            if mega is not None:
-                mega.add_documents(self._gather_tokens(chunk), chunk.take)
-            if text is not None:
-                self._write_text(text, chunk)
+        for c in range(start, end, CHUNK_DOCS):
+            entries = order.entries(c, min(end, c + CHUNK_DOCS))
+            np.add.at(domain_tokens, entries.dom, entries.take)
+            np.add.at(domain_docs, entries.dom, 1)
+            for a, b in _chunk_bounds(entries.take, CHUNK_TOKENS, CHUNK_DOCS):
+                chunk = entries.slice(a, b)
+                if mega is not None:
+                    mega.add_documents(self._gather_tokens(chunk), chunk.take)
+                if text is not None:
+                    self._write_text(text, chunk)
         if mega is not None:
             mega.finish()
         if text is not None:
@@ -164,14 +158,14 @@ class _ShardSetWriter:
         return {
             "name": name,
             "domain": self.label,
-            "documents": len(entries),
-            "tokens": int(entries.take.sum()),
+            "documents": end - start,
+            "tokens": int(domain_tokens.sum()),
             "domain_tokens": {self.domains[j]: int(domain_tokens[j]) for j in present},
             "domain_documents": {self.domains[j]: int(domain_docs[j]) for j in present},
             "files": files,
         }
 
-    def _gather_tokens(self, chunk: _Entries) -> np.ndarray:
+    def _gather_tokens(self, chunk: Entries) -> np.ndarray:
         out = np.empty(int(chunk.take.sum()), dtype=self.dtype)
         pos = 0
         eos = self.eos_id
@@ -184,7 +178,7 @@ class _ShardSetWriter:
             pos += take
         return out
 
-    def _write_text(self, writer: TextShardWriter, chunk: _Entries) -> None:
+    def _write_text(self, writer: TextShardWriter, chunk: Entries) -> None:
         pieces: list[np.ndarray | bytes] = []
         offsets = np.zeros(len(chunk) + 1, dtype=np.int64)
         doc_ids: list[str] = []
@@ -192,7 +186,7 @@ class _ShardSetWriter:
             zip(chunk.dom.tolist(), chunk.doc.tolist(), chunk.epoch.tolist(), chunk.take.tolist())
         ):
             cache = self.caches[dom]
-            doc_ids.append(cache.doc_ids[doc].decode())
+            doc_ids.append(cache.doc_id(doc))
             if take == int(cache.token_offsets[doc + 1] - cache.token_offsets[doc]) + 1:
                 piece = cache.text[cache.text_offsets[doc]: cache.text_offsets[doc + 1]]
             else:
@@ -230,30 +224,49 @@ def cut_text(cache: DomainCache, doc: int, kept: int, tokenizer: Tokenizer) -> b
         if (len(enc.ids) > kept + 16 or chars >= len(text)) and enc.ids[:kept] == want:
             return text[: enc.offsets[kept - 1][1]].encode("utf-8")
         if chars >= len(text):
-            raise EmissionError(f"re-encoding document {cache.doc_ids[doc].decode()} does not reproduce its tokens")
+            raise EmissionError(f"re-encoding document {cache.doc_id(doc)} does not reproduce its tokens")
         chars = min(len(text), chars * 2)
 
 
-def _shard_bounds(take: np.ndarray, shard_tokens: int) -> list[tuple[int, int]]:
+def _shard_bounds(order, shard_tokens: int) -> list[tuple[int, int]]:
     """The fewest shards of at most ``shard_tokens`` tokens (a larger single document alone), cut near equal
     token counts, so no shard is a small tail: Megatron splits each shard by its own document count, and a
-    shard of a few documents leaves its validation part empty (``min_documents_per_domain``)."""
-    cum = np.concatenate([[0], np.cumsum(take, dtype=np.int64)])
-    total = int(cum[-1])
-    for k in range(max(1, -(-total // shard_tokens)), len(take) + 1):
+    shard of a few documents leaves its validation part empty (``min_documents_per_domain``).
+
+    ``order`` is a ``DomainOrder``, a ``MixedOrder`` or an array of tokens per document. One scan sums the
+    tokens of every block of ``CUT_BLOCK`` positions; a cut then re-reads the one block it falls in, so memory
+    stays bounded however many documents the set holds."""
+    n = len(order)
+    sums = [np.add.reduceat(block, np.arange(0, len(block), CUT_BLOCK)) for _a, block in scan_takes(order)]
+    block_cum = np.concatenate([[0], np.cumsum(np.concatenate(sums), dtype=np.int64)]) if sums else np.zeros(1, np.int64)
+    total = int(block_cum[-1])
+
+    @lru_cache(maxsize=1024)  # successive tries of k cut in nearly the same blocks
+    def running(b: int) -> np.ndarray:
+        a = b * CUT_BLOCK
+        return int(block_cum[b]) + np.cumsum(takes(order, a, min(n, a + CUT_BLOCK)))
+
+    def cut(target: float) -> tuple[int, int]:
+        """The last document boundary whose running total of tokens is at most ``target``, and that total."""
+        b = int(np.searchsorted(block_cum, target, side="right")) - 1
+        if b * CUT_BLOCK >= n:
+            return n, total
+        i = int(np.searchsorted(running(b), target, side="right"))
+        return b * CUT_BLOCK + i, int(running(b)[i - 1]) if i else int(block_cum[b])
+
+    for k in range(max(1, -(-total // shard_tokens)), n + 1):
         # Cut before the document that crosses each k-th of the tokens.
-        cuts = np.searchsorted(cum, np.arange(1, k) * (total / k), side="right") - 1
-        edges = np.unique(np.concatenate([[0], cuts, [len(take)]]))
-        edges = edges[(edges > 0) | (np.arange(len(edges)) == 0)]
-        sizes = np.diff(cum[edges])
+        at = {0: 0, n: total, **dict(cut(t) for t in np.arange(1, k) * (total / k))}
+        edges = np.array(sorted(at), dtype=np.int64)
+        sizes = np.diff([at[e] for e in edges.tolist()])
         if np.all((sizes <= shard_tokens) | (np.diff(edges) == 1)):
             return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:])]
-    return [(i, i + 1) for i in range(len(take))] or [(0, 0)]
+    return [(i, i + 1) for i in range(n)] or [(0, 0)]
 
 
 def small_domains(plan: QuotaPlan, schedules: dict[str, Schedule], shard_tokens: int, minimum: int) -> dict[str, int]:
     """Domains in the blend whose fewest-document shard holds fewer than ``minimum`` documents: that count."""
-    return below_minimum({d: min(b - a for a, b in _shard_bounds(schedules[d].take, shard_tokens))
+    return below_minimum({d: min(b - a for a, b in _shard_bounds(DomainOrder(0, schedules[d]), shard_tokens))
                           for d, q in plan.domains.items() if q.quota > 0}, minimum)
 
 
@@ -290,16 +303,6 @@ def build_schedules(plan: QuotaPlan, caches: dict[str, DomainCache], seed: int) 
                            seed=sub_seed(seed, "domain", d))
         for d, q in plan.domains.items()
     }
-
-
-def mixed_entries(domains: list[str], schedules: dict[str, Schedule], seed: int) -> _Entries:
-    """All domains' document copies in one global order (a seeded permutation)."""
-    parts = [(i, schedules[d]) for i, d in enumerate(domains)]
-    dom = np.concatenate([np.full(len(s), i, np.int32) for i, s in parts])
-    ent = _Entries(dom, np.concatenate([s.doc for _, s in parts]), np.concatenate([s.epoch for _, s in parts]),
-                   np.concatenate([s.take for _, s in parts]))
-    order = permutation(len(ent), sub_seed(seed, "global"))
-    return _Entries(ent.dom[order], ent.doc[order], ent.epoch[order], ent.take[order])
 
 
 def build_key(fingerprints: dict[str, str], mixture: dict, config: OutputConfig, seed: int, tokenizer_sha: str) -> str:
@@ -412,16 +415,15 @@ def _emit_training_set(inputs: EmissionInputs, *, config: OutputConfig, out_dir:
         if config.mixed:
             say("writing the mixed set")
             shards = _ShardSetWriter(folder=work / "mixed", rel="mixed", label="mixed", **common).write(
-                mixed_entries(domains, schedules, inputs.seed))
+                MixedOrder([schedules[d] for d in domains], inputs.seed))
             sets["mixed"] = {"shards": shards}
         if config.per_domain:
             for i, d in enumerate(domains):
                 if plan.domains[d].quota == 0:
                     continue
                 say(f"writing the {d} set")
-                s = schedules[d]
-                entries = _Entries(np.full(len(s), i, np.int32), s.doc, s.epoch, s.take)
-                shards = _ShardSetWriter(folder=work / "domains" / d, rel=f"domains/{d}", label=d, **common).write(entries)
+                shards = _ShardSetWriter(folder=work / "domains" / d, rel=f"domains/{d}", label=d, **common).write(
+                    DomainOrder(i, schedules[d]))
                 sets[f"domains/{d}"] = {"shards": shards}
         manifest = manifest_mod.build_manifest(
             inputs=inputs, config=config, plan=plan, schedules=schedules, caches=caches, sets=sets,
@@ -481,4 +483,4 @@ def emit(spec, *, root=None, progress: Callable[[str], None] | None = None) -> t
         out_dir = spec.path.parent / out_dir
     return out_dir, emit_training_set(inputs, config=config, out_dir=out_dir, progress=progress,
                                       execution=spec.execution)
-__all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit", "emit_training_set", "find_eos", "mixed_entries"]
+__all__ = ["EmissionError", "EmissionInputs", "build_schedules", "emit", "emit_training_set", "find_eos"]
