@@ -91,3 +91,15 @@ def python_env(**extra: str) -> dict[str, str]:
     env["PYTHONPATH"] = os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p)
     env.update(extra)
     return env
+
+
+def code_at(rev: str, folder: Path) -> Path:
+    """A checkout of git revision ``rev`` in a worktree under ``folder`` (made once, reused): the peer of a
+    before/after benchmark, run side by side with the current code (``PYTHONPATH`` set to it)."""
+    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True, capture_output=True,
+                         text=True).stdout.strip()
+    tree = Path(folder) / f"baseline-{sha}"
+    if not tree.exists():
+        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=REPO, check=True,
+                       capture_output=True)
+    return tree

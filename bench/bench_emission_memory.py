@@ -17,16 +17,14 @@ worktree under ``bench/work``) in the same run, for a side-by-side ratio.
 
 from __future__ import annotations
 
-import argparse
 import json
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
 
-from bench._measure import python_env, run_measured
+from bench._measure import code_at, python_env, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 WORK = REPO / "bench" / "work" / "emission_memory"
@@ -113,16 +111,6 @@ def _tokens(files: dict[str, list[str]]) -> dict[str, int]:
                    for f in fs) for d, fs in files.items()}
 
 
-def _baseline_tree(rev: str) -> Path:
-    sha = subprocess.run(["git", "rev-parse", "--short", rev], cwd=REPO, check=True, capture_output=True,
-                         text=True).stdout.strip()
-    tree = WORK / f"baseline-{sha}"
-    if not tree.exists():
-        subprocess.run(["git", "worktree", "add", "--detach", str(tree), sha], cwd=REPO, check=True,
-                       capture_output=True)
-    return tree
-
-
 def measure(code: Path, files: dict, tokenizer: Path, tokens: dict[str, int], out: Path) -> dict:
     """Emit two epochs of every domain (proportions = each domain's tokens) with the code under ``code``."""
     args = {"files": files, "tokenizer": str(tokenizer), "total_tokens": 2 * sum(tokens.values()), "out": str(out),
@@ -144,7 +132,7 @@ def run(quick: bool, baseline: str | None = None) -> dict:
         _tokenizer(tokenizer)
     sides = {"current": REPO}
     if baseline:
-        sides[f"baseline {baseline}"] = _baseline_tree(baseline)
+        sides[f"baseline {baseline}"] = code_at(baseline, WORK)
     rows = []
     for scale in scales:
         files = _corpus(WORK / f"docs-{base * scale}", base * scale)
@@ -196,21 +184,7 @@ def summarize(figures: dict) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true")
-    parser.add_argument("--baseline", help="a git revision to measure side by side (in a worktree)")
-    args = parser.parse_args()
-    from bench.run import HERE, RESULTS, record_result, render_markdown
-
-    started = time.perf_counter()
-    command = "python -m bench.bench_emission_memory" + (" --quick" if args.quick else "") + (
-        f" --baseline {args.baseline}" if args.baseline else "")
-    rec = record_result("emission_memory", run(args.quick, args.baseline), summarize, quick=args.quick,
-                        results=RESULTS, command=command, started=started)
-    (HERE / "RESULTS.md").write_text(render_markdown())
-    print(rec["summary"])
-
-
 if __name__ == "__main__":
-    main()
+    from bench.run import main_with_baseline
+
+    main_with_baseline("emission_memory", run, summarize, __doc__.splitlines()[0])

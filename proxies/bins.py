@@ -13,7 +13,7 @@ each domain's documents are ordered by a seeded hash of their ``doc_id`` and the
 ``max(min_validation_docs, round(fraction * n))`` go to validation (at least one stays in train). The same
 order decides which train documents survive ``max_train_tokens``. Arrays are read back memory-mapped. Built as a
 sharded stage (``TokenBinsStage``): each worker tokenizes one Parquet part a batch at a time; the global step
-copies tokens in split order and holds only each domain's document index, never texts.
+orders each domain's document index in DuckDB on disk and copies tokens in that order a batch at a time.
 """
 
 from __future__ import annotations
@@ -21,16 +21,20 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
+import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 from tokenizers import Tokenizer
 
 from pipeline.config.proxies import TargetSetConfig
-from pipeline.engine.parts import parquet_row_group_runs, text_batches
+from pipeline.engine.parts import parquet_row_group_runs, spilling_duckdb, text_batches
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import ShardTask, run_stage, shard_dir
 from pipeline.engine.outcome import CheckOutcome, StageOutcome, Table
@@ -132,9 +136,9 @@ def read_target_texts(target: TargetSetConfig, base: Path | None = None) -> list
 class TokenBinsStage:
     """Token bins on the stage contract. Shard = one Parquet part of one domain: it tokenizes its documents
     (a batch at a time) into ``tokens.bin`` (each document followed by EOT) and ``index.parquet`` (doc_id, its
-    split-order key, n_tokens). ``finish`` orders each domain's documents by key, splits them and copies their
-    tokens into train.bin / val.bin with positioned reads: it holds the domain's index (ids and sizes, about
-    50 bytes per document), never its texts or tokens."""
+    split-order key, n_tokens, where its tokens start). ``finish`` orders each domain's index by key in DuckDB
+    (spilling past ``SORT_MEMORY``), splits it and copies the tokens into train.bin / val.bin with positioned
+    reads, a batch of the ordered index at a time: it never holds a domain's index, texts or tokens."""
 
     root: DataRoot
     stage: str
@@ -148,7 +152,7 @@ class TokenBinsStage:
     max_train_tokens: int | None = None
     targets: Sequence[tuple[str, list[str]]] = ()
     name: str = "token_bins"
-    version: str = "token-bins-1"
+    version: str = "token-bins-2"
 
     @property
     def work_dir(self) -> Path:
@@ -167,21 +171,20 @@ class TokenBinsStage:
         tokenizer = _tokenizer(self.tokenizer_json)
         dtype, eot = token_dtype(tokenizer.get_vocab_size()), eot_id(tokenizer)
         writer = _BinWriter(out / "tokens.bin", dtype, eot)
-        ids: list[str] = []
-        keys: list[int] = []
-        sizes: list[int] = []
-        for batch in text_batches([(task.inputs[0], task.settings["row_groups"])], columns=["doc_id", "text"],
-                                  batch_bytes=TOKENIZE_BATCH_BYTES):
-            batch_ids = batch.column(0).to_pylist()
-            for tokens in encode_batch(tokenizer, batch.column(1).to_pylist()):
-                writer.add(tokens)
-                sizes.append(len(tokens))
-            ids.extend(batch_ids)
-            keys.extend(_order_key(task.seed, d) for d in batch_ids)
+        docs = 0
+        with pq.ParquetWriter(out / "index.parquet", INDEX_SCHEMA) as index:
+            for batch in text_batches([(task.inputs[0], task.settings["row_groups"])], columns=["doc_id", "text"],
+                                      batch_bytes=TOKENIZE_BATCH_BYTES):
+                ids = batch.column(0).to_pylist()
+                sizes, starts = [], []
+                for tokens in encode_batch(tokenizer, batch.column(1).to_pylist()):
+                    starts.append(writer.add(tokens))
+                    sizes.append(len(tokens))
+                index.write_table(pa.table({"doc_id": ids, "key": [_order_key(task.seed, d) for d in ids],
+                                            "n_tokens": sizes, "at": starts}, schema=INDEX_SCHEMA))
+                docs += len(ids)
         writer.close()
-        pl.DataFrame({"doc_id": ids, "key": keys, "n_tokens": sizes},
-                     schema={"doc_id": pl.String, "key": pl.UInt64, "n_tokens": pl.Int64}).write_parquet(out / "index.parquet")
-        return {"domain": task.settings["domain"], "docs": len(ids)}
+        return {"domain": task.settings["domain"], "docs": docs}
 
     def finish(self, results: list[dict]) -> dict:
         tokenizer = _tokenizer(self.tokenizer_json)
@@ -196,8 +199,9 @@ class TokenBinsStage:
             for domain in self.domains:
                 mine = [s for s, r in zip(shards, results) if r["domain"] == domain]
                 meta["domains"][domain] = _assemble_domain(
-                    tmp / f"domain={domain}", mine, dtype=dtype, eot=eot, fraction=self.validation_fraction,
-                    minimum=self.min_validation_docs, max_train_tokens=self.max_train_tokens)
+                    tmp / f"domain={domain}", mine, dtype=dtype, fraction=self.validation_fraction,
+                    minimum=self.min_validation_docs, max_train_tokens=self.max_train_tokens,
+                    documents=sum(r["docs"] for r in results if r["domain"] == domain), work=self.work_dir)
             for name, texts in self.targets:
                 folder = tmp / f"target={name}"
                 folder.mkdir()
@@ -233,59 +237,98 @@ def _order_key(seed: int, doc_id: str) -> int:
     return int.from_bytes(hashlib.blake2b(f"{seed}:{doc_id}".encode(), digest_size=8).digest(), "big")
 
 
-def _assemble_domain(folder: Path, shards: list[Path], *, dtype: np.dtype, eot: int, fraction: float,
-                     minimum: int, max_train_tokens: int | None) -> dict:
-    """train.bin / val.bin / docs.parquet of one domain from its tokenized shards, in split order."""
+# DuckDB's memory for ordering a domain's index (~70 bytes a document); past it the sort spills to disk.
+SORT_MEMORY = "256MB"
+INDEX_SCHEMA = pa.schema([("doc_id", pa.string()), ("key", pa.uint64()), ("n_tokens", pa.int64()), ("at", pa.int64())])
+DOCS_SCHEMA = pa.schema([("doc_id", pa.string()), ("split", pa.string()), ("offset", pa.int64()), ("n_tokens", pa.int64())])
+
+
+def _assemble_domain(folder: Path, shards: list[Path], *, dtype: np.dtype, fraction: float, minimum: int,
+                     max_train_tokens: int | None, documents: int, work: Path) -> dict:
+    """train.bin / val.bin / docs.parquet of one domain from its tokenized shards, in split order.
+
+    DuckDB sorts the shards' indexes by key (ties: shard, then row: the staged order, like ``split_order``) on disk
+    under a memory limit; the sorted index is then read a batch at a time, so memory does not grow with the
+    domain's documents."""
     folder.mkdir(parents=True)
-    index = pl.concat([pl.read_parquet(s / "index.parquet").with_columns(pl.lit(i, pl.Int32).alias("shard"))
-                       for i, s in enumerate(shards)]) if shards else \
-        pl.DataFrame(schema={"doc_id": pl.String, "key": pl.UInt64, "n_tokens": pl.Int64, "shard": pl.Int32})
-    # Where each document's tokens (and its EOT) start in its shard's tokens.bin.
-    index = index.with_columns(
-        ((pl.col("n_tokens") + 1).cum_sum().over("shard") - pl.col("n_tokens") - 1).alias("at"))
-    order = np.argsort(index["key"].to_numpy(), kind="stable")  # ties keep the staged order, like split_order
-    index = index[order]
-    n_val = n_validation(index.height, fraction, minimum)
+    spill = work / f"sort-{folder.name}"
+    shutil.rmtree(spill, ignore_errors=True)
+    spill.mkdir(parents=True)
+    sorted_index = spill / "sorted.parquet"
+    try:
+        with spilling_duckdb(spill, memory_limit=SORT_MEMORY) as con:
+            if shards:
+                con.execute("CREATE TABLE shard_files (filename VARCHAR, shard INTEGER)")
+                con.executemany("INSERT INTO shard_files VALUES (?, ?)",
+                                [(str(s / "index.parquet"), i) for i, s in enumerate(shards)])
+                con.execute("CREATE TABLE idx AS SELECT * FROM read_parquet($files, filename = true, file_row_number = true)",
+                            {"files": [str(s / "index.parquet") for s in shards]})
+                quoted = str(sorted_index).replace("'", "''")
+                con.execute(f"""
+                    COPY (
+                      SELECT i.doc_id, i.n_tokens, f.shard, i.at FROM idx AS i JOIN shard_files AS f USING (filename)
+                      ORDER BY i.key, f.shard, i.file_row_number
+                    ) TO '{quoted}' (FORMAT parquet)
+                """)
+        return _copy_in_split_order(folder, shards, sorted_index if shards else None, dtype=dtype,
+                                    n_val=n_validation(documents, fraction, minimum), max_train_tokens=max_train_tokens)
+    finally:
+        shutil.rmtree(spill, ignore_errors=True)
+
+
+def _copy_in_split_order(folder: Path, shards: list[Path], sorted_index: Path | None, *, dtype: np.dtype, n_val: int,
+                         max_train_tokens: int | None) -> dict:
+    """Copy each document's tokens (and its EOT) from its shard into train.bin or val.bin, in the sorted order: the
+    first ``n_val`` to validation; a train document that would pass ``max_train_tokens`` is left out."""
     files = [open(s / "tokens.bin", "rb") for s in shards]
     outs = {"train": open(folder / "train.bin", "wb"), "val": open(folder / "val.bin", "wb")}
     size = {"train": 0, "val": 0}
-    rows: dict[str, list] = {"doc_id": [], "split": [], "offset": [], "n_tokens": []}
-    dropped = 0
+    docs = {"train": 0, "val": 0}
+    dropped, i = 0, 0
+    batches = pq.ParquetFile(sorted_index).iter_batches(batch_size=65_536) if sorted_index else []
     try:
-        for i, (doc_id, n_tokens, shard, at) in enumerate(index.select("doc_id", "n_tokens", "shard", "at").iter_rows()):
-            split = "val" if i < n_val else "train"
-            if split == "train" and max_train_tokens is not None and size["train"] + n_tokens + 1 > max_train_tokens:
-                dropped += 1
-                continue
-            outs[split].write(os.pread(files[shard].fileno(), (n_tokens + 1) * dtype.itemsize, at * dtype.itemsize))
-            rows["doc_id"].append(doc_id)
-            rows["split"].append(split)
-            rows["offset"].append(size[split])
-            rows["n_tokens"].append(n_tokens)
-            size[split] += n_tokens + 1
+        with pq.ParquetWriter(folder / "docs.parquet", DOCS_SCHEMA) as written:
+            for batch in batches:
+                rows: dict[str, list] = {"doc_id": [], "split": [], "offset": [], "n_tokens": []}
+                for doc_id, n_tokens, shard, at in zip(*(batch.column(c).to_pylist()
+                                                         for c in ("doc_id", "n_tokens", "shard", "at"))):
+                    split = "val" if i < n_val else "train"
+                    i += 1
+                    if split == "train" and max_train_tokens is not None and size["train"] + n_tokens + 1 > max_train_tokens:
+                        dropped += 1
+                        continue
+                    outs[split].write(os.pread(files[shard].fileno(), (n_tokens + 1) * dtype.itemsize, at * dtype.itemsize))
+                    rows["doc_id"].append(doc_id)
+                    rows["split"].append(split)
+                    rows["offset"].append(size[split])
+                    rows["n_tokens"].append(n_tokens)
+                    size[split] += n_tokens + 1
+                    docs[split] += 1
+                written.write_table(pa.table(rows, schema=DOCS_SCHEMA))
     finally:
         for f in [*files, *outs.values()]:
             f.close()
-    pl.DataFrame(rows, schema={"doc_id": pl.String, "split": pl.String, "offset": pl.Int64, "n_tokens": pl.Int64}).write_parquet(folder / "docs.parquet")
-    return {"train_tokens": size["train"], "val_tokens": size["val"],
-            "train_docs": rows["split"].count("train"), "val_docs": rows["split"].count("val"),
-            "train_docs_over_cap": dropped}
+    return {"train_tokens": size["train"], "val_tokens": size["val"], "train_docs": docs["train"],
+            "val_docs": docs["val"], "train_docs_over_cap": dropped}
 
 
 def check_split_and_sizes(path: Path) -> CheckOutcome:
-    """No document in both splits; every bin holds exactly its documents' tokens plus one EOT each."""
+    """No document in both splits; every bin holds exactly its documents' tokens plus one EOT each. (In DuckDB on
+    disk: a domain's documents need not fit in memory.)"""
     bins = Bins.open(path)
     problems = []
-    for d in bins.domains:
-        docs = pl.read_parquet(path / f"domain={d}" / "docs.parquet")
-        train_ids = set(docs.filter(pl.col("split") == "train")["doc_id"])
-        overlap = train_ids & set(docs.filter(pl.col("split") == "val")["doc_id"])
-        if overlap:
-            problems.append(f"{d}: {len(overlap)} documents in both train and validation")
-        for split, array in (("train", bins.train[d]), ("val", bins.val[d])):
-            expected = int(docs.filter(pl.col("split") == split)["n_tokens"].sum()) + docs.filter(pl.col("split") == split).height
-            if len(array) != expected:
-                problems.append(f"{d}/{split}: {len(array)} tokens on disk, {expected} expected")
+    with tempfile.TemporaryDirectory(prefix="check-bins-") as tmp, spilling_duckdb(Path(tmp)) as con:
+        for d in bins.domains:
+            docs = {"docs": str(path / f"domain={d}" / "docs.parquet")}
+            overlap = con.execute("SELECT count(*) FROM (SELECT doc_id FROM read_parquet($docs) WHERE split = 'train' "
+                                  "INTERSECT SELECT doc_id FROM read_parquet($docs) WHERE split = 'val')", docs).fetchone()[0]
+            if overlap:
+                problems.append(f"{d}: {overlap} documents in both train and validation")
+            expected = dict(con.execute("SELECT split, sum(n_tokens) + count(*) FROM read_parquet($docs) GROUP BY split",
+                                        docs).fetchall())
+            for split, array in (("train", bins.train[d]), ("val", bins.val[d])):
+                if len(array) != int(expected.get(split) or 0):
+                    problems.append(f"{d}/{split}: {len(array)} tokens on disk, {int(expected.get(split) or 0)} expected")
     return CheckOutcome(name="split_and_sizes", passed=not problems, metadata={"problems": "\n".join(problems) or "none"})
 
 

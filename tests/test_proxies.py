@@ -13,7 +13,7 @@ import torch
 from pipeline.config.proxies import ModelConfig, ProxiesConfig, TrainConfig
 from pipeline.schema import doc_id_for
 from pipeline.store import DataRoot
-from proxies.bins import Bins, build_bins
+from proxies.bins import Bins, build_bins, split_order
 from proxies.loader import MixtureLoader, MixtureSchedule
 from proxies.model import PopulationLM
 from proxies.population import eval_windows, evaluate, train_population
@@ -109,6 +109,40 @@ def test_bins_sizes_and_split(tokenizer, tmp_path, gsm_texts):
                validation_fraction=0.1, seed=7, max_train_tokens=2000)
     capped = Bins.open(tmp_path / "capped")
     assert 1500 < len(capped.train["math"]) <= 2000 and np.array_equal(capped.val["math"], bins.val["math"])
+
+
+def test_bins_order_documents_by_split_order_across_shards(tokenizer, tmp_path, gsm_texts, monkeypatch):
+    from proxies import bins as bins_module
+
+    monkeypatch.setattr(bins_module, "SHARD_BYTES", 1)  # one shard per row group
+    root = DataRoot(tmp_path / "data")
+    texts = gsm_texts[:300]
+    write_stage(root, "pruned", {"math": texts})
+    part = root.data_files("pruned", ["math"])[0]
+    pl.read_parquet(part).write_parquet(part, row_group_size=23)
+    build_bins(root, "pruned", ["math"], tmp_path / "bins", tokenizer=tokenizer, tokenizer_sha256="x",
+               validation_fraction=0.1, seed=7)
+    ids = [doc_id_for(t) for t in texts]
+    table = pl.read_parquet(tmp_path / "bins" / "domain=math" / "docs.parquet")
+    assert table["doc_id"].to_list() == [ids[i] for i in split_order(ids, 7)]
+    assert table["split"].to_list() == ["val"] * 30 + ["train"] * 270
+
+
+def test_bins_check_finds_shared_documents_and_wrong_sizes(tokenizer, tmp_path, gsm_texts):
+    from proxies.bins import check_split_and_sizes
+
+    root = DataRoot(tmp_path / "data")
+    write_stage(root, "pruned", {"math": gsm_texts[:50]})
+    build_bins(root, "pruned", ["math"], tmp_path / "bins", tokenizer=tokenizer, tokenizer_sha256="x",
+               validation_fraction=0.1, seed=7)
+    assert check_split_and_sizes(tmp_path / "bins").passed
+    docs_path = tmp_path / "bins" / "domain=math" / "docs.parquet"
+    docs = pl.read_parquet(docs_path)
+    pl.concat([docs, docs.filter(pl.col("split") == "train").head(1).with_columns(split=pl.lit("val"))]).write_parquet(docs_path)
+    outcome = check_split_and_sizes(tmp_path / "bins")
+    assert not outcome.passed
+    assert outcome.metadata["problems"].splitlines()[0] == "math: 1 documents in both train and validation"
+    assert outcome.metadata["problems"].splitlines()[1].startswith("math/val: ")
 
 
 def test_loader_frequencies_match_mixture():

@@ -9,6 +9,7 @@ import shutil
 import dagster as dg
 import numpy as np
 import polars as pl
+import pyarrow.parquet as pq
 import pytest
 import yaml
 
@@ -102,6 +103,20 @@ def test_embeddings_and_clusters_are_unit_norm_keyed_and_deterministic(curated):
     first = load_clusters(root).labels.copy()
     _embed_and_cluster(spec, root)
     assert (load_clusters(root).labels == first).all()
+
+
+def test_fit_sample_is_the_smallest_hashes_whatever_the_batches():
+    import hashlib
+
+    from pipeline.pruning.embed import fit_sample_ids
+
+    ids = [f"doc-{i}" for i in range(1000)]
+    key = {d: int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8, key=b"5").digest(), "little") for d in ids}
+    smallest = set(sorted(ids, key=key.__getitem__)[:37])
+    assert fit_sample_ids([ids], 37, seed=5) == (smallest, 1000)
+    assert fit_sample_ids((ids[i:i + 10] for i in range(0, 1000, 10)), 37, seed=5) == (smallest, 1000)
+    assert fit_sample_ids([ids[:20], ids[20:30]], 37, seed=5) == (set(ids[:30]), 30)  # fewer than asked: all
+    assert fit_sample_ids([ids], 37, seed=6)[0] != smallest
 
 
 def test_spherical_kmeans_is_as_tight_as_sklearn():
@@ -206,6 +221,53 @@ def test_stale_clusters_are_refused(curated):
     extra.write_parquet(root.domain_dir(INPUT_STAGE, "law") / "data" / "zz-extra.parquet")
     with pytest.raises(PruningError, match="stale"):
         prune_stage(spec, root=root)
+
+
+def test_clusters_of_the_same_documents_in_another_order_are_refused(curated):
+    spec_path, spec, root = curated
+    _embed_and_cluster(spec, root)
+    part = root.data_files(INPUT_STAGE, ["law"])[0]
+    table = pq.read_table(part)
+    pq.write_table(table.take(list(range(table.num_rows))[::-1]), part)
+    with pytest.raises(PruningError, match="another order"):
+        prune_stage(spec, root=root)
+
+
+def test_domains_named_as_prefixes_of_each_other_keep_one_document_order(curated):
+    spec_path, _, root = curated
+    spec = _with_method(spec_path, method="random")
+    # pruning finds a document by its place in the curated files, domain by domain: names that are prefixes of
+    # each other must not reorder the domains ("domain=law-eu/" < "domain=law/" as strings)
+    shutil.copytree(root.domain_dir(INPUT_STAGE, "law"), root.domain_dir(INPUT_STAGE, "law-eu"))
+    assert root.data_files(INPUT_STAGE) == [f for d in root.domains(INPUT_STAGE)
+                                            for f in root.data_files(INPUT_STAGE, [d])]
+    assert root.domains(INPUT_STAGE).index("law") < root.domains(INPUT_STAGE).index("law-eu")
+    _embed_and_cluster(spec, root)
+    prune_stage(spec, root=root)
+    _accounting(root)
+
+
+def test_every_shard_drops_exactly_the_documents_selected_at_its_positions(curated, monkeypatch):
+    from pipeline.pruning import run as run_module
+
+    spec_path, _, root = curated
+    spec = _with_method(spec_path, method="random")
+    for path in root.data_files(INPUT_STAGE):  # 7-document row groups, one shard each: drops span shard edges
+        pq.write_table(pq.read_table(path), path, row_group_size=7)
+    monkeypatch.setattr(run_module, "SHARD_BYTES", 1)
+    monkeypatch.setattr(run_module, "DROPS_ROW_GROUP", 5)
+    stored = []
+    store = run_module._store_drops
+    monkeypatch.setattr(run_module, "_store_drops", lambda *a: stored.append(pq.read_table(store(*a)[0])) or store(*a))
+    _embed_and_cluster(spec, root)
+    prune_stage(spec, root=root)
+    _accounting(root)
+    selected = stored[0]
+    assert selected.num_rows == root.scan_rejects(STAGE).collect().height > 0
+    assert selected.column("position").to_pylist() == sorted(selected.column("position").to_pylist())
+    pool = root.scan(INPUT_STAGE).select("doc_id").collect()["doc_id"].to_list()
+    assert [pool[i] for i in selected.column("position").to_pylist()] == selected.column("doc_id").to_pylist()
+    assert set(root.scan_rejects(STAGE).collect()["doc_id"]) == set(selected.column("doc_id").to_pylist())
 
 
 @pytest.mark.slow

@@ -23,13 +23,13 @@ import json
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import duckdb
 import numpy as np
 import polars as pl
 
 from pipeline.config.curation import MinHashConfig
 from pipeline.curation import minhash as mh
 from pipeline.curation.shards import SID_SHIFT
+from pipeline.engine.parts import spilling_duckdb
 from pipeline.store import atomic_dir
 
 NEAR_DUPLICATE = "near_duplicate"
@@ -77,10 +77,7 @@ class SignatureRows:
 def resolve_duplicates(shards: list[Path], *, near: MinHashConfig | None, out: Path, fingerprint: str) -> DedupSummary:
     """Pass 1's shards -> ``out/drops.parquet`` and ``out/done.json``."""
     with atomic_dir(out) as tmp:
-        con = duckdb.connect(str(tmp / "dedup.duckdb"))
-        try:
-            con.execute(f"SET temp_directory = '{tmp / 'spill'}'")
-            con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+        with spilling_duckdb(tmp, database="dedup.duckdb", memory_limit=MEMORY_LIMIT) as con:
             documents, unique = _exact(con, [s / "keys.parquet" for s in shards])
             bands = [s / "bands.parquet" for s in shards if (s / "bands.parquet").exists()]
             n_near = _near(con, shards, bands, near) if near is not None and bands else _no_near(con)
@@ -96,8 +93,6 @@ def resolve_duplicates(shards: list[Path], *, near: MinHashConfig | None, out: P
                   ORDER BY sid
                 ) TO '{tmp / DROPS}' (FORMAT parquet)
             """)
-        finally:
-            con.close()
         for name in ("dedup.duckdb", "dedup.duckdb.wal"):
             (tmp / name).unlink(missing_ok=True)
         summary = DedupSummary(fingerprint, documents, unique, n_near)

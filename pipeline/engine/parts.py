@@ -157,3 +157,19 @@ def link_or_copy(source: Path, dest: Path) -> None:
         os.link(source, dest)
     except OSError:
         shutil.copyfile(source, dest)
+
+
+@contextmanager
+def spilling_duckdb(folder: Path, *, database: str = "spill.duckdb", memory_limit: str = "1GB") -> Iterator:
+    """A DuckDB connection on disk in ``folder`` whose sorts, joins and windows spill there past ``memory_limit``:
+    the global steps that order or join one row per document use it, so their memory does not grow with the
+    corpus."""
+    import duckdb
+
+    con = duckdb.connect(str(Path(folder) / database))
+    try:
+        con.execute(f"SET temp_directory = '{Path(folder) / 'spill'}'")
+        con.execute(f"SET memory_limit = '{memory_limit}'")
+        yield con
+    finally:
+        con.close()

@@ -181,10 +181,10 @@ SHARD_BYTES = 32 << 20
 
 def fit_sample(path: Path, size: int, seed: int) -> tuple[np.ndarray, int]:
     """The embeddings of a bounded seeded sample of the documents (by doc_id hash, in file order) and the
-    number of documents; only the doc_ids and the sample's vectors are held."""
+    number of documents; only the sample's doc_ids and vectors are held."""
     source = pq.ParquetFile(path)
-    ids = [i for b in source.iter_batches(batch_size=65536, columns=["doc_id"]) for i in b.column(0).to_pylist()]
-    chosen = fit_sample_ids(ids, size, seed)
+    chosen, n = fit_sample_ids((b.column(0).to_pylist() for b in source.iter_batches(batch_size=65536, columns=["doc_id"])),
+                               size, seed)
     rows = []
     for batch in source.iter_batches(batch_size=8192, columns=["doc_id", "embedding"]):
         mask = np.array([d in chosen for d in batch.column(0).to_pylist()], dtype=bool)
@@ -193,7 +193,7 @@ def fit_sample(path: Path, size: int, seed: int) -> tuple[np.ndarray, int]:
             rows.append(column.values.to_numpy(zero_copy_only=False).reshape(-1, column.type.list_size)[mask])
     dim = source.schema_arrow.field("embedding").type.list_size
     sample = np.concatenate(rows) if rows else np.zeros((0, dim), np.float32)
-    return sample.astype(np.float32, copy=False), len(ids)
+    return sample.astype(np.float32, copy=False), n
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import hashlib
 import pickle
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -143,15 +143,21 @@ def _iter_batches(files: list[Path], batch_size: int, columns: list[str]) -> Ite
         yield from pq.ParquetFile(path).iter_batches(batch_size=batch_size, columns=columns)
 
 
-def fit_sample_ids(doc_ids: list[str], size: int, seed: int) -> set[str]:
-    """A deterministic sample of ``size`` doc_ids: the smallest seeded hashes (stable across runs)."""
-    if len(doc_ids) <= size:
-        return set(doc_ids)
-    salt = str(seed).encode()
-    keys = np.array([int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8, key=salt[:64]).digest(), "little")
-                     for d in doc_ids], dtype=np.uint64)
-    chosen = np.argpartition(keys, size - 1)[:size]
-    return {doc_ids[i] for i in chosen}
+def fit_sample_ids(batches: Iterable[Sequence[str]], size: int, seed: int) -> tuple[set[str], int]:
+    """A deterministic sample of ``size`` doc_ids, the ones with the smallest seeded hashes (stable across runs and
+    file layouts), from doc_ids given in batches; and how many there were. Holds the sample's ids and one batch."""
+    salt = str(seed).encode()[:64]
+    keys, ids, n = np.zeros(0, np.uint64), np.zeros(0, object), 0
+    for batch in batches:
+        n += len(batch)
+        keys = np.concatenate([keys, np.fromiter(
+            (int.from_bytes(hashlib.blake2b(d.encode(), digest_size=8, key=salt).digest(), "little") for d in batch),
+            dtype=np.uint64, count=len(batch))])
+        ids = np.concatenate([ids, np.array(batch, dtype=object)])
+        if len(keys) > size:
+            best = np.argpartition(keys, size - 1)[:size]
+            keys, ids = keys[best], ids[best]
+    return set(ids.tolist()), n
 
 
 @dataclass(frozen=True)
@@ -237,18 +243,17 @@ class EmbeddingStage:
 
 def fit_embedder(files: list[Path], config: EmbeddingConfig, *, seed: int, work_dir: Path, embedder=None,
                  progress: Callable[[str], None] | None = None) -> tuple[object, dict]:
-    """Fit the embedder on a bounded seeded sample of the documents (doc_ids are read in full: ~40 bytes each)
-    and store it in ``work_dir``; returns (the fitted embedder, the stage fields describing the fit)."""
+    """Fit the embedder on a bounded seeded sample of the documents and store it in ``work_dir``; returns (the fitted embedder, the stage fields describing the fit)."""
     if embedder is None and config.kind in PRETRAINED:
         model = make_embedder(config, seed=seed)
         return model, {"dim": int(model.dim)}
-    ids = [i for b in _iter_batches(files, 65536, ["doc_id"]) for i in b.column(0).to_pylist()]
     embedder = embedder if embedder is not None else make_embedder(config, seed=seed)
-    sample = fit_sample_ids(ids, config.fit_sample, seed)
+    sample, n = fit_sample_ids((b.column(0).to_pylist() for b in _iter_batches(files, 65536, ["doc_id"])),
+                               config.fit_sample, seed)
     texts = [t for b in _iter_batches(files, config.batch_size, ["doc_id", "text"])
              for d, t in zip(b.column(0).to_pylist(), b.column(1).to_pylist()) if d in sample]
     if progress:
-        progress(f"embeddings: fitting {config.kind} on {len(texts)} of {len(ids)} documents")
+        progress(f"embeddings: fitting {config.kind} on {len(texts)} of {n} documents")
     embedder.fit(texts)
     data = pickle.dumps(embedder, protocol=5)
     fit_file = work_dir / "fit" / "embedder.pkl"

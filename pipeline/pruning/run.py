@@ -16,7 +16,6 @@ go) and compute d_intra over the surviving members only. The DBP target is a fra
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -39,7 +38,7 @@ from pipeline.pruning import examples, methods
 from pipeline.pruning.embed import load_embeddings
 from pipeline.schema import REJECT_SCHEMA
 from pipeline.spec import Spec
-from pipeline.store import DataRoot, atomic_file, write_json
+from pipeline.store import DataRoot, atomic_file, file_sha256, write_json
 
 
 # Clusters shown with example documents in the report (and the asset's metadata).
@@ -159,15 +158,18 @@ def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
 
 
 def _check_pool(root: DataRoot, pool: StoredClusters, domains: list[str]) -> None:
-    """The clusters must describe exactly the current input documents."""
+    """The clusters must describe exactly the current input documents, in their order: the writing shards find
+    a pool position's document by its place in the input files (see ``PruningStage``)."""
     current = (pl.concat([root.scan(INPUT_STAGE, [dm]).select("doc_id", "domain").collect() for dm in domains])
                if domains else pl.DataFrame({"doc_id": [], "domain": []}, schema={"doc_id": pl.String, "domain": pl.String}))
-    stored = pl.DataFrame({"doc_id": pool.doc_ids, "domain": pool.domains})
+    stored = pl.DataFrame({"doc_id": pool.doc_ids, "domain": pool.domains}, schema=current.schema)
+    if current.equals(stored):
+        return
     missing = current.join(stored, on=["domain", "doc_id"], how="anti")
     extra = stored.join(current, on=["domain", "doc_id"], how="anti")
-    if len(missing) or len(extra):
-        raise PruningError(f"concept_clusters are stale: {len(missing)} {INPUT_STAGE} documents have no cluster and "
-                           f"{len(extra)} clustered documents are gone; re-materialize embeddings and concept_clusters")
+    what = (f"{len(missing)} {INPUT_STAGE} documents have no cluster and {len(extra)} clustered documents are gone"
+            if len(missing) or len(extra) else f"they hold the {INPUT_STAGE} documents in another order")
+    raise PruningError(f"concept_clusters are stale: {what}; re-materialize embeddings and concept_clusters")
 
 
 def _examples(root: DataRoot, pool: StoredClusters, keep: np.ndarray, domains: list[str]) -> dict:
@@ -189,19 +191,33 @@ class PruneResult:
     seconds: float
 
 
-DECISION_SCHEMA = pa.schema([("doc_id", pa.string()), ("domain", pa.string()), ("reason", pa.string()),
-                             ("detail", pa.string()), ("duplicate_of", pa.string())])
+DECISION_SCHEMA = pa.schema([("position", pa.int64()), ("doc_id", pa.string()), ("domain", pa.string()),
+                             ("reason", pa.string()), ("detail", pa.string()), ("duplicate_of", pa.string())])
+# Dropped documents per row group of the drops file: a shard reads the few row groups whose positions it covers.
+DROPS_ROW_GROUP = 65_536
 # Uncompressed curated bytes per writing shard.
 SHARD_BYTES = 64 << 20
+
+
+def _rejects(gone: pa.RecordBatch, decided: pa.Table, domain: str, excerpt_chars: int) -> pa.RecordBatch:
+    """The reject rows of a batch's dropped documents, with the reasons the selection gave them."""
+    n = gone.num_rows
+    return pa.RecordBatch.from_arrays([
+        pa.array([STAGE] * n, pa.string()), pa.array([domain] * n, pa.string()), gone.column("source"),
+        gone.column("source_file"), gone.column("source_row"), gone.column("doc_id"),
+        *(decided.column(c).combine_chunks() for c in ("reason", "detail", "duplicate_of")),
+        pc.utf8_slice_codeunits(gone.column("text"), 0, excerpt_chars).cast(pa.string())], schema=REJECT_SCHEMA)
 
 
 @dataclass(frozen=True)
 class PruningStage:
     """Writing ``pruned/domain=*/`` on the stage contract, after the selection. ``decide`` (the global step, over
-    small per-document arrays) has stored the dropped documents with their reasons in ``drops``; a shard copies
-    the kept documents of a run of row groups of one curated part into a part of its own, with row groups
-    bounded by bytes, and writes its dropped ones as rejects; ``finish`` assembles each domain atomically:
-    the parts (hard links), one rejects file and stats.json."""
+    small per-document arrays) has stored the dropped documents with their reasons in ``drops``, sorted by their
+    position in the pool, which is the input documents' order (every input file of every domain, in order); a
+    shard copies the kept documents of a run of row groups of one curated part into a part of its own, with row
+    groups bounded by bytes, and writes its dropped ones as rejects, reading only the drops in its range of
+    positions (so neither its memory nor its time grows with the domain's drops); ``finish`` assembles each
+    domain atomically: the parts (hard links), one rejects file and stats.json."""
 
     root: DataRoot
     domains: tuple[str, ...]
@@ -212,39 +228,49 @@ class PruningStage:
     target_fraction: float
     excerpt_chars: int
     name: str = "pruned"
-    version: str = "pruned-2"
+    version: str = "pruned-3"
 
     def plan(self) -> list[ShardTask]:
-        return [ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),), seed=0,
-                          settings={"domain": domain, "row_groups": groups, "drops": self.drops_sha256,
-                                    "excerpt_chars": self.excerpt_chars})
-                for domain in self.domains for i, f in enumerate(self.root.data_files(INPUT_STAGE, [domain]))
-                for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES)]
+        tasks, position = [], 0  # the pool position of each run's first row
+        for domain in self.domains:
+            for i, f in enumerate(self.root.data_files(INPUT_STAGE, [domain])):
+                meta = pq.ParquetFile(f).metadata
+                for groups in parquet_row_group_runs(f, target_bytes=SHARD_BYTES):
+                    rows = sum(meta.row_group(g).num_rows for g in groups)
+                    tasks.append(ShardTask(key=f"{domain}-{i:05d}-{groups[0]:05d}", inputs=(str(f),), seed=0,
+                                           settings={"domain": domain, "row_groups": groups, "first": position,
+                                                     "rows": rows, "drops": self.drops_sha256,
+                                                     "excerpt_chars": self.excerpt_chars}))
+                    position += rows
+        return tasks
 
-    def _drops(self, domain: str) -> dict[str, dict]:
-        table = pq.read_table(self.drops, filters=[("domain", "=", domain)])
-        return {r["doc_id"]: r for r in table.to_pylist()}
+    def _drops(self, first: int, rows: int) -> pa.Table:
+        """The drops at pool positions ``first .. first + rows``, in order (row-group statistics skip the rest)."""
+        return pq.read_table(self.drops, filters=[("position", ">=", first), ("position", "<", first + rows)])
 
     def run_shard(self, task: ShardTask, out: Path) -> dict:
-        domain = task.settings["domain"]
-        drops = self._drops(domain)
-        drop_ids = pa.array(list(drops), pa.string())
+        domain, position = task.settings["domain"], task.settings["first"]
+        drops = self._drops(position, task.settings["rows"])
+        drop_at = drops.column("position").to_numpy()
         source = pq.ParquetFile(task.inputs[0])
-        rows, reasons = [], Counter()
-        with ByteBoundedWriter(out / "part.parquet", source.schema_arrow) as writer:
+        reasons: Counter[str] = Counter()
+        with ByteBoundedWriter(out / "part.parquet", source.schema_arrow) as writer, \
+                ByteBoundedWriter(out / "rejects.parquet", REJECT_SCHEMA) as rejects:
             for batch in source.iter_batches(batch_size=1024, row_groups=task.settings["row_groups"]):
-                dropped = pc.is_in(batch.column("doc_id"), value_set=drop_ids)
-                writer.write(batch.filter(pc.invert(dropped)))
-                for r in batch.filter(dropped).select(["doc_id", "source", "source_file", "source_row", "text"]).to_pylist():
-                    d = drops[r["doc_id"]]
-                    reasons[d["reason"]] += 1
-                    rows.append({"stage": STAGE, "domain": domain, "source": r["source"], "source_file": r["source_file"],
-                                 "source_row": r["source_row"], "doc_id": r["doc_id"], "reason": d["reason"],
-                                 "detail": d["detail"], "duplicate_of": d["duplicate_of"],
-                                 "excerpt": r["text"][: task.settings["excerpt_chars"]]})
-        pq.write_table(pa.Table.from_pylist(rows, schema=REJECT_SCHEMA), out / "rejects.parquet", compression="zstd")
-        return {"domain": domain, "rows_in": writer.rows + len(rows),
-                "kept": writer.rows, "dropped": len(rows), "reasons": dict(reasons)}
+                lo, hi = np.searchsorted(drop_at, [position, position + batch.num_rows])
+                here = drops.slice(lo, hi - lo)
+                dropped = np.zeros(batch.num_rows, dtype=bool)
+                dropped[drop_at[lo:hi] - position] = True
+                position += batch.num_rows
+                gone = batch.filter(pa.array(dropped))
+                if gone.column("doc_id").to_pylist() != here.column("doc_id").to_pylist():
+                    raise PruningError(f"{task.inputs[0]}: the curated documents changed while pruning ran; "
+                                       "re-run pruned_documents")
+                writer.write(batch.filter(pa.array(~dropped)))
+                rejects.write(_rejects(gone, here, domain, task.settings["excerpt_chars"]))
+                reasons.update(here.column("reason").to_pylist())
+        return {"domain": domain, "rows_in": writer.rows + rejects.rows,
+                "kept": writer.rows, "dropped": rejects.rows, "reasons": dict(reasons)}
 
     def finish(self, results: list[dict]) -> dict[str, dict]:
         shards = [shard_dir(self, t.key) for t in self.plan()]
@@ -288,27 +314,25 @@ def _select(spec: Spec, root: DataRoot, domains: list[str], progress: Callable[[
     decisions = decide(config, pool, seed=spec.seed_for("pruning"), embeddings=embeddings, losses=losses)
     gone = ~decisions.keep
     drops = pl.DataFrame({
+        "position": np.flatnonzero(gone),
         "doc_id": np.array(pool.doc_ids, dtype=object)[gone].tolist(),
         "domain": np.array(pool.domains, dtype=object)[gone].tolist(),
         "reason": decisions.reason[gone].tolist(), "detail": decisions.detail[gone].tolist(),
         "duplicate_of": decisions.duplicate_of[gone].tolist()},
-        schema={"doc_id": pl.String, "domain": pl.String, "reason": pl.String, "detail": pl.String,
-                "duplicate_of": pl.String})
+        schema={"position": pl.Int64, "doc_id": pl.String, "domain": pl.String, "reason": pl.String,
+                "detail": pl.String, "duplicate_of": pl.String})
     return drops, decisions.report | _examples(root, pool, decisions.keep, domains)
 
 
 def _store_drops(drops: pl.DataFrame | None, work_dir: Path) -> tuple[str, str]:
-    """The dropped documents as a file the shards read, written only when it changed (a re-run after a crash
-    then reuses the shards written from the same selection); returns (path, sha256)."""
+    """The dropped documents as a file the shards read, sorted by position in row groups of ``DROPS_ROW_GROUP``;
+    returns (path, sha256). The shards' fingerprints hold the sha256, so a re-run after a crash reuses the
+    shards written from the same selection."""
     table = (drops.to_arrow() if drops is not None else DECISION_SCHEMA.empty_table()).cast(DECISION_SCHEMA)
-    sink = pa.BufferOutputStream()
-    pq.write_table(table, sink, compression="zstd")
-    data = sink.getvalue().to_pybytes()
     path = work_dir / "select" / "drops.parquet"
-    if not path.exists() or path.read_bytes() != data:
-        with atomic_file(path) as tmp:
-            tmp.write_bytes(data)
-    return str(path), hashlib.sha256(data).hexdigest()
+    with atomic_file(path) as tmp:
+        pq.write_table(table, tmp, compression="zstd", row_group_size=DROPS_ROW_GROUP)
+    return str(path), file_sha256(path)
 
 
 def prune_stage(spec: Spec, *, root: DataRoot | None = None, progress: Callable[[str], None] | None = None,
