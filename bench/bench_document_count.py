@@ -29,6 +29,9 @@ import numpy as np
 from bench._measure import code_at, python_env, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
+# Documents at 1x (``--quick``: at 1x of two sizes instead of three).
+DOCUMENTS = 100_000
+QUICK_DOCUMENTS = 25_000
 WORK = REPO / "bench" / "work" / "document_count"
 DOMAIN = "web"
 
@@ -153,7 +156,7 @@ def measure(stage: str, code: Path, root: Path, gone: Path) -> dict:
 
 
 def run(quick: bool, baseline: str | None = None) -> dict:
-    base = 25_000 if quick else 100_000
+    base = QUICK_DOCUMENTS if quick else DOCUMENTS
     scales = (1, 4) if quick else (1, 4, 16)
     sides = {"current": REPO}
     if baseline:

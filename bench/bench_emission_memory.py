@@ -27,6 +27,9 @@ import numpy as np
 from bench._measure import code_at, python_env, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
+# Documents at 1x (``--quick``: at 1x of two sizes instead of three).
+DOCUMENTS = 200_000
+QUICK_DOCUMENTS = 50_000
 WORK = REPO / "bench" / "work" / "emission_memory"
 DOMAINS = 4
 VOCAB_WORDS = 2000
@@ -124,7 +127,7 @@ def measure(code: Path, files: dict, tokenizer: Path, tokens: dict[str, int], ou
 
 
 def run(quick: bool, baseline: str | None = None) -> dict:
-    base = 50_000 if quick else 200_000
+    base = QUICK_DOCUMENTS if quick else DOCUMENTS
     scales = (1, 4) if quick else (1, 4, 16)
     WORK.mkdir(parents=True, exist_ok=True)
     tokenizer = WORK / "tokenizer.json"
