@@ -1,10 +1,13 @@
-"""What grows with the number of documents of a domain: pruning's writing shards and the token bins.
+"""What grows with the number of documents of a domain: pruning's selection and writing shards, the token bins.
 
 Workload: one domain of N short synthetic documents (12 words from a 5,000-word vocabulary; 1x, 4x, 16x,
 ``--quick``: 1x and 4x of a smaller N) in a curated part of 64k-document row groups, ``engine: inline``, each
 stage and size in a fresh child; a stage's own memory is the child's high-water mark restarted
 (``/proc/self/clear_refs``) after its setup, minus the RSS it started from.
 
+- **pruning's selection** (``_select``: the pool loaded, checked against the curated files, DBP to half over
+  100 clusters drawn at random, the drops table): the whole pool is in memory at once; its doc_ids and domains
+  were Python lists (~150 bytes a document) and are Arrow columns now.
 - **pruning's writing shards** (``PruningStage`` alone, after a selection that drops a seeded half): each
   shard copies the kept documents of its curated row groups and writes the dropped ones as rejects. It used
   to load every drop of its domain (a dict of rows, ~500 bytes each) and test each 1,024-document batch
@@ -107,6 +110,34 @@ print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept
 """
 
 
+SELECT_CHILD = r"""
+import gc, json, sys, time, types
+from pathlib import Path
+import pyarrow.parquet as pq
+args = json.loads(sys.argv[1])
+from pipeline.config.pruning import PruningConfig
+from pipeline.pruning import run as prune
+from pipeline.store import DataRoot
+
+root = DataRoot(Path(args["root"]))
+spec = types.SimpleNamespace(pruning=PruningConfig(method="dbp", target_fraction=0.5), seed_for=lambda name: 5)
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+
+gc.collect()
+before = status("VmRSS")
+with open("/proc/self/clear_refs", "w") as f:
+    f.write("5")
+started = time.perf_counter()
+drops, report = prune._select(spec, root, [args["domain"]], None)
+n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.data_files("curated", [args["domain"]]))
+print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept": n - drops.height,
+                  "dropped": drops.height, "rss_before_write_mib": round(before, 1),
+                  "write_peak_mib": round(status("VmHWM"), 1), "arrow_peak_mib": 0.0}))
+"""
+
 def _domain(folder: Path, documents: int) -> tuple[Path, Path]:
     """A data root with ``documents`` curated documents of one domain and the seeded half to drop (made once)."""
     import pyarrow as pa
@@ -127,10 +158,31 @@ def _domain(folder: Path, documents: int) -> tuple[Path, Path]:
                           "n_bytes": [len(t) for t in text], "n_chars": [len(t) for t in text]}, schema=DOCUMENT_SCHEMA)
         pq.write_table(table, part, row_group_size=65_536)
         np.save(gone, np.sort(rng.choice(documents, size=documents // 2, replace=False)))
+    _random_clusters(root, documents)
     return root, gone
 
 
-STAGES = {"pruning_writer": PRUNE_CHILD, "token_bins": BINS_CHILD}
+def _random_clusters(root: Path, documents: int, k: int = 100) -> None:
+    """Concept clusters for the selection, drawn at random (its memory is measured, not its quality); made here
+    once, so that no child's setup differs."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from pipeline.store import DataRoot
+
+    layout = DataRoot(root).layout
+    if layout.cluster_assignments.exists():
+        return
+    rng = np.random.default_rng(k)
+    layout.cluster_assignments.parent.mkdir(parents=True, exist_ok=True)
+    pq.write_table(pa.table({"doc_id": [f"{i:032x}" for i in range(documents)], "domain": [DOMAIN] * documents,
+                             "cluster": rng.integers(0, k, documents).astype(np.int32),
+                             "distance": rng.random(documents).astype(np.float32)}), layout.cluster_assignments)
+    centroids = rng.normal(size=(k, 16)).astype(np.float32)
+    np.save(layout.cluster_centroids, centroids / np.linalg.norm(centroids, axis=1, keepdims=True))
+
+
+STAGES = {"pruning_selection": SELECT_CHILD, "pruning_writer": PRUNE_CHILD, "token_bins": BINS_CHILD}
 
 
 def measure(stage: str, code: Path, root: Path, gone: Path) -> dict:
@@ -178,6 +230,7 @@ def run(quick: bool, baseline: str | None = None) -> dict:
                 "documents": top, "wall": round(mine[top]["write_wall_s"] / mine[1]["write_wall_s"], 2),
                 "own_memory": round(_own(mine[top]) / _own(mine[1]), 2)}
     return {"workload": {"domain_documents": [base * s for s in scales], "row_group_documents": 65_536,
+                         "pruning_selection": "dbp to half, 100 clusters drawn at random",
                          "pruning": "half dropped, at seeded positions", "token_bins": "10% validation",
                          "engine": "inline"}, "rows": rows, "growth": growth}
 

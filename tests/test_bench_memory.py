@@ -23,7 +23,8 @@ def test_document_count_benchmark_runs(tmp_path, monkeypatch):
     monkeypatch.setattr(bench_document_count, "QUICK_DOCUMENTS", 2_000)
     figures = bench_document_count.run(quick=True)
     rows = {(r["stage"], r["documents"]): r for r in figures["rows"]}
-    assert set(rows) == {(stage, n) for stage in ("pruning_writer", "token_bins") for n in (2_000, 8_000)}
+    assert set(rows) == {(stage, n) for stage in bench_document_count.STAGES for n in (2_000, 8_000)}
+    assert rows["pruning_selection", 8_000]["kept"] == rows["pruning_selection", 8_000]["dropped"] == 4_000
     assert rows["pruning_writer", 8_000]["kept"] == rows["pruning_writer", 8_000]["dropped"] == 4_000
     assert rows["token_bins", 8_000]["dropped"] == 800  # the validation documents: 10%
     assert all(r["write_peak_mib"] >= r["rss_before_write_mib"] > 0 for r in rows.values())

@@ -138,3 +138,17 @@ def test_a_removed_setting_is_neither_listed_by_curamix_defaults_nor_hashed(tmp_
         warnings.simplefilter("ignore", SpecDeprecationWarning)
         old = spec_from_dict(data, path=tmp_path / "spec.yaml")
     assert old.spec_hash == plain.spec_hash
+
+
+def test_string_column_reads_like_a_list_and_groups_by_sorted_value():
+    import pyarrow as pa
+
+    from pipeline.pruning.clusters import StringColumn
+
+    values = ["web", "code", "web", "math", "code"]
+    for column in (StringColumn(values), StringColumn(pa.array(values).dictionary_encode())):
+        assert list(column) == values and column[3] == "math" and column[1:3] == ["code", "web"]
+        assert column.index("math") == 3 and column.take([4, 0]) == ["code", "web"] and column == values
+        codes, names = column.codes()
+        assert names == ["code", "math", "web"] and [names[c] for c in codes] == values
+        assert column.series().to_list() == values

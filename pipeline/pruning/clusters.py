@@ -28,11 +28,12 @@ from __future__ import annotations
 
 import hashlib
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 import torch
@@ -291,13 +292,70 @@ def cluster_stage(root: DataRoot, config: ClusterConfig, *, seed: int, execution
     return result, summary
 
 
+class StringColumn(Sequence[str]):
+    """Strings kept in Arrow (their bytes and offsets, or codes into a dictionary: a few bytes a document, where
+    a Python list costs ~100) and read like a list; ``series`` is the column for polars, without a copy."""
+
+    def __init__(self, values):
+        if isinstance(values, pa.ChunkedArray):
+            values = values.combine_chunks()
+        self.arrow = values if isinstance(values, pa.Array) else pa.array(list(values), pa.string())
+
+    def __len__(self) -> int:
+        return len(self.arrow)
+
+    def __getitem__(self, i):
+        if isinstance(i, slice):
+            return self.arrow[i].to_pylist()
+        return self.arrow[int(i)].as_py()
+
+    def __iter__(self):
+        for start in range(0, len(self.arrow), 65_536):
+            yield from self.arrow.slice(start, 65_536).to_pylist()
+
+    def __eq__(self, other) -> bool:
+        if isinstance(other, StringColumn):
+            return self.series().equals(other.series())
+        return list(self) == list(other)
+
+    def take(self, indices) -> list[str]:
+        return self.arrow.take(pa.array(np.asarray(indices, dtype=np.int64))).to_pylist()
+
+    def series(self) -> pl.Series:
+        values = self.arrow.cast(pa.large_string()) if pa.types.is_dictionary(self.arrow.type) else self.arrow
+        return pl.Series(values=values).cast(pl.String)
+
+    def codes(self) -> tuple[np.ndarray, list[str]]:
+        """(an int code per row, the distinct values in sorted order): value ``names[codes[i]]``."""
+        encoded = self.arrow if pa.types.is_dictionary(self.arrow.type) else self.arrow.dictionary_encode()
+        names = encoded.dictionary.to_pylist()
+        rank = np.argsort(np.array(names, dtype=object), kind="stable") if names else np.zeros(0, np.int64)
+        order = np.empty(len(names), np.int64)
+        order[rank] = np.arange(len(names))
+        return order[encoded.indices.to_numpy(zero_copy_only=False)], [names[i] for i in rank]
+
+
 @dataclass
 class StoredClusters:
-    doc_ids: list[str]
-    domains: list[str]
+    """Every document's cluster, in the pool's order (the input documents' order). The doc_ids and domains stay
+    in Arrow: the pruning selection holds the whole pool, so per-document Python objects would grow with it."""
+
+    doc_ids: StringColumn
+    domains: StringColumn
     labels: np.ndarray
     distance: np.ndarray
     centroids: np.ndarray
+
+    def __post_init__(self):
+        self.doc_ids = self.doc_ids if isinstance(self.doc_ids, StringColumn) else StringColumn(self.doc_ids)
+        self.domains = self.domains if isinstance(self.domains, StringColumn) else StringColumn(self.domains)
+
+    def __len__(self) -> int:
+        return len(self.doc_ids)
+
+    def frame(self) -> pl.DataFrame:
+        """doc_id and domain, one row per document of the pool, in its order."""
+        return pl.DataFrame({"doc_id": self.doc_ids.series(), "domain": self.domains.series()})
 
 
 def load_clusters(root: DataRoot) -> StoredClusters:
@@ -306,7 +364,7 @@ def load_clusters(root: DataRoot) -> StoredClusters:
         raise FileNotFoundError(f"{layout.cluster_assignments} is missing: materialize concept_clusters first")
     table = pq.read_table(layout.cluster_assignments)
     return StoredClusters(
-        doc_ids=table.column("doc_id").to_pylist(), domains=table.column("domain").to_pylist(),
+        doc_ids=StringColumn(table.column("doc_id")), domains=StringColumn(table.column("domain").combine_chunks().dictionary_encode()),
         labels=table.column("cluster").to_numpy().astype(np.int64),
         distance=table.column("distance").to_numpy().astype(np.float32),
         centroids=np.load(layout.cluster_centroids, allow_pickle=False),

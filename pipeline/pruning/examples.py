@@ -7,10 +7,12 @@ judge what the method kept without opening Parquet files.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 import polars as pl
 
-from pipeline.pruning.clusters import StoredClusters
+from pipeline.pruning.clusters import StoredClusters, StringColumn
 
 EXCERPT_CHARS = 160
 
@@ -59,6 +61,7 @@ def example_ids(pool: StoredClusters, keep: np.ndarray, clusters: list[int], *, 
     return ids
 
 
-def kept_fraction_by_domain(domains: list[str], keep: np.ndarray) -> dict[str, float]:
-    frame = pl.DataFrame({"domain": domains, "keep": keep}).group_by("domain").agg(pl.col("keep").mean()).sort("domain")
+def kept_fraction_by_domain(domains: Sequence[str], keep: np.ndarray) -> dict[str, float]:
+    column = domains.series() if isinstance(domains, StringColumn) else pl.Series(list(domains), dtype=pl.String)
+    frame = pl.DataFrame({"domain": column, "keep": keep}).group_by("domain").agg(pl.col("keep").mean()).sort("domain")
     return {d: round(float(f), 4) for d, f in frame.iter_rows()}

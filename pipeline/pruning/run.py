@@ -72,13 +72,14 @@ def _drop(d: Decisions, idx: np.ndarray, reason: str, details: list[str]) -> Non
         d.detail[i] = text
 
 
-def _scope_groups(domains: np.ndarray, scope: str) -> list[tuple[str, np.ndarray]]:
+def _scope_groups(pool: StoredClusters, scope: str) -> list[tuple[str, np.ndarray]]:
     if scope == "global":
-        return [("*", np.arange(len(domains)))]
-    return [(str(g), np.flatnonzero(domains == g)) for g in sorted(set(domains.tolist()))]
+        return [("*", np.arange(len(pool)))]
+    codes, names = pool.domains.codes()
+    return [(name, np.flatnonzero(codes == code)) for code, name in enumerate(names)]
 
 
-def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domains: list[str]) -> np.ndarray:
+def read_losses(root: DataRoot, config: PruningConfig, pool: StoredClusters) -> np.ndarray:
     """Per-document proxy losses aligned to ``doc_ids``; a clear error when the scores are absent."""
     path = root.layout.difficulty_scores_file
     if not path.exists():
@@ -88,12 +89,12 @@ def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domai
     if scores.height == 0:
         raise PruningError(f"{path} holds no scores (is the proxies stage disabled?); pruning.method 'seta' needs "
                            "per-document losses from a reference proxy")
-    pool = pl.DataFrame({"doc_id": doc_ids, "domain": domains}).with_row_index("row")
-    joined = pool.join(scores, on=["domain", "doc_id"], how="left").sort("row")
+    documents = pool.frame().with_row_index("row")
+    joined = documents.join(scores, on=["domain", "doc_id"], how="left").sort("row")
     missing = joined["loss"].is_null()
     if missing.any():
         example = joined.filter(missing).row(0, named=True)
-        raise PruningError(f"{path}: {int(missing.sum())} of {len(pool)} documents have no loss (e.g. doc_id "
+        raise PruningError(f"{path}: {int(missing.sum())} of {len(documents)} documents have no loss (e.g. doc_id "
                            f"{example['doc_id']} in domain {example['domain']}); re-materialize difficulty_scores")
     # A scored document with no token has a NaN loss: it gets its domain's median (neither easy nor hard).
     joined = joined.with_columns(pl.when(pl.col("loss").is_nan()).then(None).otherwise(pl.col("loss")).alias("loss"))
@@ -104,11 +105,9 @@ def read_losses(root: DataRoot, config: PruningConfig, doc_ids: list[str], domai
 def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
            embeddings: np.ndarray | None = None, losses: np.ndarray | None = None) -> Decisions:
     """Keep/drop for every document of ``pool`` with ``config.method`` (a registered method); pure given its inputs."""
-    n = len(pool.doc_ids)
+    n = len(pool)
     d = _new_decisions(n)
     method = config.method
-    domains = np.array(pool.domains, dtype=object)
-    ids = np.array(pool.doc_ids, dtype=object)
     report: dict = {"method": method, "target_fraction": config.target_fraction, "scope": config.scope,
                     "groups": []}
     if not config.active:
@@ -126,7 +125,7 @@ def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
         gone = c.index[~sel.keep]
         _drop(d, gone, sel.reason, sel.details)
         if sel.duplicate_of is not None:
-            d.duplicate_of[gone] = ids[sel.duplicate_of]
+            d.duplicate_of[gone] = pool.doc_ids.take(sel.duplicate_of)
         return sel
 
     # Pool-wide steps (SemDeDup) first, then the per-group steps on what they left, as the chains are written.
@@ -138,7 +137,7 @@ def decide(config: PruningConfig, pool: StoredClusters, *, seed: int,
                                    losses=losses)
             report[name] = apply(c, step).report
     group_steps = [s for s in chain if s.scope == "group"]
-    for gi, (name, members) in enumerate(_scope_groups(domains, config.scope)):
+    for gi, (name, members) in enumerate(_scope_groups(pool, config.scope)):
         target = int(round(config.target_fraction * len(members)))
         entry = {"group": name, "n_in": int(len(members)), "target": target, "alive": int(d.keep[members].sum())}
         for step in group_steps:
@@ -162,7 +161,7 @@ def _check_pool(root: DataRoot, pool: StoredClusters, domains: list[str]) -> Non
     a pool position's document by its place in the input files (see ``PruningStage``)."""
     current = (pl.concat([root.scan(INPUT_STAGE, [dm]).select("doc_id", "domain").collect() for dm in domains])
                if domains else pl.DataFrame({"doc_id": [], "domain": []}, schema={"doc_id": pl.String, "domain": pl.String}))
-    stored = pl.DataFrame({"doc_id": pool.doc_ids, "domain": pool.domains}, schema=current.schema)
+    stored = pool.frame()
     if current.equals(stored):
         return
     missing = current.join(stored, on=["domain", "doc_id"], how="anti")
@@ -304,23 +303,20 @@ def _select(spec: Spec, root: DataRoot, domains: list[str], progress: Callable[[
     embeddings = None
     if "embeddings" in methods.needs(config.method):
         e_ids, e_domains, embeddings = load_embeddings(root)
-        if e_ids != pool.doc_ids or e_domains != pool.domains:
+        if pool.doc_ids != e_ids or pool.domains != e_domains:
             raise PruningError("embeddings and concept_clusters disagree on the documents: re-materialize "
                                "concept_clusters")
-    losses = (read_losses(root, config, pool.doc_ids, pool.domains)
+    losses = (read_losses(root, config, pool)
               if "losses" in methods.needs(config.method) else None)
     if progress:
-        progress(f"pruning {len(pool.doc_ids)} documents with {config.method} to {config.target_fraction:.0%}")
+        progress(f"pruning {len(pool)} documents with {config.method} to {config.target_fraction:.0%}")
     decisions = decide(config, pool, seed=spec.seed_for("pruning"), embeddings=embeddings, losses=losses)
     gone = ~decisions.keep
-    drops = pl.DataFrame({
-        "position": np.flatnonzero(gone),
-        "doc_id": np.array(pool.doc_ids, dtype=object)[gone].tolist(),
-        "domain": np.array(pool.domains, dtype=object)[gone].tolist(),
-        "reason": decisions.reason[gone].tolist(), "detail": decisions.detail[gone].tolist(),
-        "duplicate_of": decisions.duplicate_of[gone].tolist()},
-        schema={"position": pl.Int64, "doc_id": pl.String, "domain": pl.String, "reason": pl.String,
-                "detail": pl.String, "duplicate_of": pl.String})
+    drops = pool.frame().with_row_index("position").filter(pl.Series(gone)).with_columns(
+        pl.col("position").cast(pl.Int64),
+        reason=pl.Series(decisions.reason[gone].tolist(), dtype=pl.String),
+        detail=pl.Series(decisions.detail[gone].tolist(), dtype=pl.String),
+        duplicate_of=pl.Series(decisions.duplicate_of[gone].tolist(), dtype=pl.String))
     return drops, decisions.report | _examples(root, pool, decisions.keep, domains)
 
 
