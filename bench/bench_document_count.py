@@ -40,11 +40,32 @@ DOMAIN = "web"
 
 # The child: the writing stage only, through the API both revisions share; the selection's drops file gets a
 # ``position`` column where the code's DECISION_SCHEMA has one.
-PRUNE_CHILD = r"""
+# What every child shares: ``measured(run)`` restarts the high-water mark after the child's setup (its own
+# peak from there), runs the stage, and prints the line ``run_measured`` reads.
+MEASURE = r"""
 import gc, json, sys, time
 from pathlib import Path
-import numpy as np, polars as pl, pyarrow as pa
 args = json.loads(sys.argv[1])
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+
+
+def measured(run):
+    gc.collect()
+    before = status("VmRSS")
+    with open("/proc/self/clear_refs", "w") as f:
+        f.write("5")
+    started = time.perf_counter()
+    kept, dropped = run()
+    print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept": kept, "dropped": dropped,
+                      "rss_before_write_mib": round(before, 1), "write_peak_mib": round(status("VmHWM"), 1)}))
+"""
+
+PRUNE_CHILD = MEASURE + r"""
+import numpy as np, polars as pl
 from pipeline.config.execution import ExecutionConfig
 from pipeline.engine import run_stage
 from pipeline.pruning import run as prune
@@ -63,27 +84,17 @@ del ids, drops
 stage = prune.PruningStage(root=root, domains=(args["domain"],), work_dir=work, drops=path, drops_sha256=sha,
                            method="random", target_fraction=0.5, excerpt_chars=200)
 
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
 
-gc.collect()
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:  # restart the high-water mark: the stage's own peak from here
-    f.write("5")
-started = time.perf_counter()
-stats = run_stage(stage, execution=ExecutionConfig(engine="inline"))
-print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept": stats[args["domain"]]["rows_kept"],
-                  "dropped": stats[args["domain"]]["rows_dropped"], "rss_before_write_mib": round(before, 1),
-                  "write_peak_mib": round(status("VmHWM"), 1),
-                  "arrow_peak_mib": round(pa.default_memory_pool().max_memory() / 2**20, 1)}))
+def run():
+    stats = run_stage(stage, execution=ExecutionConfig(engine="inline"))[args["domain"]]
+    return stats["rows_kept"], stats["rows_dropped"]
+
+
+measured(run)
 """
 
 
-BINS_CHILD = r"""
-import gc, json, sys, time
-from pathlib import Path
-args = json.loads(sys.argv[1])
+BINS_CHILD = MEASURE + r"""
 from tokenizers import Tokenizer
 from pipeline.config.execution import ExecutionConfig
 from pipeline.store import DataRoot
@@ -92,51 +103,37 @@ from proxies.bins import build_bins
 root = DataRoot(Path(args["root"]))
 tokenizer = Tokenizer.from_file(args["tokenizer"])
 
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
 
-gc.collect()
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-started = time.perf_counter()
-meta = build_bins(root, "curated", [args["domain"]], Path(args["out"]), tokenizer=tokenizer, tokenizer_sha256="bench",
-                  validation_fraction=0.1, seed=3, execution=ExecutionConfig(engine="inline"))
-counts = meta["domains"][args["domain"]]
-print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept": counts["train_docs"],
-                  "dropped": counts["val_docs"], "rss_before_write_mib": round(before, 1),
-                  "write_peak_mib": round(status("VmHWM"), 1), "arrow_peak_mib": 0.0}))
+def run():
+    meta = build_bins(root, "curated", [args["domain"]], Path(args["out"]), tokenizer=tokenizer,
+                      tokenizer_sha256="bench", validation_fraction=0.1, seed=3, execution=ExecutionConfig(engine="inline"))
+    return meta["domains"][args["domain"]]["train_docs"], meta["domains"][args["domain"]]["val_docs"]
+
+
+measured(run)
 """
 
 
-SELECT_CHILD = r"""
-import gc, json, sys, time, types
-from pathlib import Path
+SELECT_CHILD = MEASURE + r"""
+import types
 import pyarrow.parquet as pq
-args = json.loads(sys.argv[1])
 from pipeline.config.pruning import PruningConfig
 from pipeline.pruning import run as prune
 from pipeline.store import DataRoot
 
 root = DataRoot(Path(args["root"]))
 spec = types.SimpleNamespace(pruning=PruningConfig(method="dbp", target_fraction=0.5), seed_for=lambda name: 5)
+documents = sum(pq.ParquetFile(f).metadata.num_rows for f in root.data_files("curated", [args["domain"]]))
 
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
 
-gc.collect()
-before = status("VmRSS")
-with open("/proc/self/clear_refs", "w") as f:
-    f.write("5")
-started = time.perf_counter()
-drops, report = prune._select(spec, root, [args["domain"]], None)
-n = sum(pq.ParquetFile(f).metadata.num_rows for f in root.data_files("curated", [args["domain"]]))
-print(json.dumps({"write_wall_s": round(time.perf_counter() - started, 2), "kept": n - drops.height,
-                  "dropped": drops.height, "rss_before_write_mib": round(before, 1),
-                  "write_peak_mib": round(status("VmHWM"), 1), "arrow_peak_mib": 0.0}))
+def run():
+    drops, _report = prune._select(spec, root, [args["domain"]], None)
+    return documents - drops.height, drops.height
+
+
+measured(run)
 """
+
 
 def _domain(folder: Path, documents: int) -> tuple[Path, Path]:
     """A data root with ``documents`` curated documents of one domain and the seeded half to drop (made once)."""
