@@ -236,9 +236,10 @@ def takes(order, a: int, b: int) -> np.ndarray:
     return order.entries(a, b).take
 
 
-def scan_takes(order, block: int = SCAN_BLOCK):
-    """(start, takes) of consecutive blocks of ``order``, in order: a whole order in bounded memory."""
-    n = len(order)
+def scan_takes(order, block: int | None = None):
+    """(start, takes) of consecutive blocks of ``block`` (default ``SCAN_BLOCK``) positions of ``order``, in order:
+    a whole order in bounded memory."""
+    n, block = len(order), block or SCAN_BLOCK
     for a in range(0, n, block):
         yield a, takes(order, a, min(n, a + block))
 

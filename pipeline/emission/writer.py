@@ -47,6 +47,7 @@ from pipeline.emission import manifest as manifest_mod
 from pipeline.emission.megatron import IndexedDatasetWriter, dtype_for_vocab
 from pipeline.emission.parquet_shards import TextShardWriter
 from pipeline.emission.quotas import QuotaPlan, plan_quotas
+from pipeline.emission import shuffle
 from pipeline.emission.shuffle import (DomainOrder, Entries, MixedOrder, Schedule, domain_schedule, scan_takes, sub_seed,
                                        takes)
 from pipeline.emission.tokencache import DomainCache, clean_stale, file_sha256, fingerprint
@@ -237,7 +238,8 @@ def _shard_bounds(order, shard_tokens: int) -> list[tuple[int, int]]:
     tokens of every block of ``CUT_BLOCK`` positions; a cut then re-reads the one block it falls in, so memory
     stays bounded however many documents the set holds."""
     n = len(order)
-    sums = [np.add.reduceat(block, np.arange(0, len(block), CUT_BLOCK)) for _a, block in scan_takes(order)]
+    scan = CUT_BLOCK * max(1, shuffle.SCAN_BLOCK // CUT_BLOCK)  # whole cut blocks per scan block, so their sums line up
+    sums = [np.add.reduceat(block, np.arange(0, len(block), CUT_BLOCK)) for _a, block in scan_takes(order, scan)]
     block_cum = np.concatenate([[0], np.cumsum(np.concatenate(sums), dtype=np.int64)]) if sums else np.zeros(1, np.int64)
     total = int(block_cum[-1])
 
