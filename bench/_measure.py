@@ -44,6 +44,20 @@ sys.exit(os.waitstatus_to_exitcode(status))
 """
 
 
+# The start of a measured child given as ``python -c`` source (before/after benchmarks run the same child against
+# another revision's code): its JSON argument as ``args``, and ``status(field)``: a /proc/self/status value in MiB.
+CHILD_PRELUDE = r"""
+import gc, json, sys, time
+from pathlib import Path
+args = json.loads(sys.argv[1])
+
+
+def status(field):
+    with open("/proc/self/status") as f:
+        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
+"""
+
+
 def run_measured(argv: Sequence[str], *, env: dict[str, str] | None = None, cwd: Path = REPO) -> dict:
     """Run ``argv`` to completion; return its last stdout JSON line plus wall time, CPU time and peak RSS."""
     with tempfile.TemporaryDirectory(prefix="measure-") as tmp:

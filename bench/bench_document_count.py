@@ -29,7 +29,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._measure import code_at, python_env, run_measured
+from bench._measure import CHILD_PRELUDE, code_at, python_env, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 # Documents at 1x (``--quick``: at 1x of two sizes instead of three).
@@ -38,20 +38,9 @@ QUICK_DOCUMENTS = 25_000
 WORK = REPO / "bench" / "work" / "document_count"
 DOMAIN = "web"
 
-# The child: the writing stage only, through the API both revisions share; the selection's drops file gets a
-# ``position`` column where the code's DECISION_SCHEMA has one.
 # What every child shares: ``measured(run)`` restarts the high-water mark after the child's setup (its own
 # peak from there), runs the stage, and prints the line ``run_measured`` reads.
-MEASURE = r"""
-import gc, json, sys, time
-from pathlib import Path
-args = json.loads(sys.argv[1])
-
-
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
-
+MEASURE = CHILD_PRELUDE + r"""
 
 def measured(run):
     gc.collect()
@@ -64,6 +53,8 @@ def measured(run):
                       "rss_before_write_mib": round(before, 1), "write_peak_mib": round(status("VmHWM"), 1)}))
 """
 
+# The writing stage only, through the API both revisions share; the selection's drops file gets a ``position``
+# column where the code's DECISION_SCHEMA has one.
 PRUNE_CHILD = MEASURE + r"""
 import numpy as np, polars as pl
 from pipeline.config.execution import ExecutionConfig

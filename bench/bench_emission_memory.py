@@ -24,7 +24,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench._measure import code_at, python_env, run_measured
+from bench._measure import CHILD_PRELUDE, code_at, python_env, run_measured
 
 REPO = Path(__file__).resolve().parent.parent
 # Documents at 1x (``--quick``: at 1x of two sizes instead of three).
@@ -36,17 +36,10 @@ VOCAB_WORDS = 2000
 EOS = "<|endoftext|>"
 
 # The child: only the emission API both revisions share (EmissionInputs, emit_training_set, the configs).
-CHILD = r"""
-import json, sys, time
-from pathlib import Path
-args = json.loads(sys.argv[1])
+CHILD = CHILD_PRELUDE + r"""
 from pipeline.config.execution import ExecutionConfig
 from pipeline.config.output import OutputConfig
 from pipeline.emission.writer import EmissionInputs, emit_training_set
-
-def status(field):
-    with open("/proc/self/status") as f:
-        return next(int(line.split()[1]) / 1024 for line in f if line.startswith(field + ":"))
 
 marks = {"after_imports_mib": status("VmHWM"), "anon_max_mib": 0.0, "file_max_mib": 0.0}
 def progress(message):
