@@ -168,7 +168,8 @@ def spilling_duckdb(folder: Path, *, database: str = "spill.duckdb", memory_limi
 
     con = duckdb.connect(str(Path(folder) / database))
     try:
-        con.execute(f"SET temp_directory = '{Path(folder) / 'spill'}'")
+        spill = str(Path(folder) / "spill").replace("'", "''")  # a quote in the path stays a quote in SQL
+        con.execute(f"SET temp_directory = '{spill}'")
         con.execute(f"SET memory_limit = '{memory_limit}'")
         yield con
     finally:

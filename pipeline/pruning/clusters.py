@@ -354,7 +354,9 @@ class StoredClusters:
         return len(self.doc_ids)
 
     def frame(self) -> pl.DataFrame:
-        """doc_id and domain, one row per document of the pool, in its order."""
+        """doc_id and domain, one row per document of the pool, in its order. Built on demand and not kept: the
+        selection's steps (the staleness check, the losses' join, the drops) use it one after another, and a frame
+        kept for all of them would double what the pool holds while the methods run."""
         return pl.DataFrame({"doc_id": self.doc_ids.series(), "domain": self.domains.series()})
 
 
